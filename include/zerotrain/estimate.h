@@ -1,0 +1,44 @@
+#pragma once
+// Per-rank memory of model states (parameters, gradients, optimizer states)
+// by the ZeRO paper's formulas, for planning before a run.
+//
+// With Ψ parameters on N ranks and Adam:
+//   mixed precision (fp16/bf16 params and grads, fp32 master + m + v = 12 bytes):
+//     stage 0: 2Ψ + 2Ψ + 12Ψ     stage 1: 2Ψ + 2Ψ + 12Ψ/N
+//     stage 2: 2Ψ + 14Ψ/N        stage 3: 16Ψ/N
+//   fp32 (4-byte params and grads, m + v = 8 bytes): the same shape with 4/4/8.
+// Sharded terms use ceil(Ψ/N) elements per rank, the padding every rank's shard gets.
+
+#include <cstdint>
+#include <string>
+
+#include "zerotrain/config.h"
+
+namespace zerotrain {
+
+struct EstimateOptions {
+  int64_t parameters = 0;  // Ψ
+  int64_t world_size = 1;  // N
+  DType dtype = DType::kBFloat16;
+  /// Optimizer states (fp32 master weights and moments) live in host memory.
+  bool offload_optimizer = false;
+};
+
+struct ModelStateBytes {
+  int stage = 0;
+  int64_t parameters = 0;
+  int64_t gradients = 0;
+  int64_t optimizer_states = 0;  // on the device, 0 when offloaded
+  int64_t host_optimizer_states = 0;  // in host memory when offloaded
+  int64_t device_total() const { return parameters + gradients + optimizer_states; }
+};
+
+/// Throws std::invalid_argument for parameters < 1, world_size < 1, a stage
+/// outside 0..3, or optimizer offload at stage 0.
+ModelStateBytes estimate_model_states(const EstimateOptions& options, int stage);
+
+/// Decimal units with one decimal rounded half away from zero, as the ZeRO paper
+/// prints them: 31406250000 -> "31.4 GB", 1875000000 -> "1.9 GB".
+std::string format_bytes(int64_t bytes);
+
+}  // namespace zerotrain

@@ -1,0 +1,25 @@
+#pragma once
+// Which config paths accept "auto", and what they resolve to (the Hugging Face
+// Trainer's fill rules, transformers/integrations/deepspeed.py).
+
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "zerotrain/config.h"
+
+namespace zerotrain::config_detail {
+
+struct AutoLookup {
+  bool accepted = false;               // "auto" is valid at this path
+  std::optional<nlohmann::json> value;  // empty: not resolvable from the options given
+};
+
+AutoLookup lookup_auto(const ResolveOptions& options, std::string_view path);
+
+/// The paths that accept "auto", for documentation and tests.
+std::vector<std::string_view> auto_paths();
+
+}  // namespace zerotrain::config_detail

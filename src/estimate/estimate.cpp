@@ -1,0 +1,53 @@
+#include "zerotrain/estimate.h"
+
+#include <cmath>
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+
+namespace zerotrain {
+
+ModelStateBytes estimate_model_states(const EstimateOptions& o, int stage) {
+  if (o.parameters < 1) throw std::invalid_argument("the parameter count must be at least 1");
+  if (o.world_size < 1) throw std::invalid_argument("the world size must be at least 1");
+  if (stage < 0 || stage > 3) {
+    throw std::invalid_argument("the ZeRO stage must be 0, 1, 2 or 3, got " + std::to_string(stage));
+  }
+  if (o.offload_optimizer && stage == 0) {
+    throw std::invalid_argument("optimizer offload needs ZeRO stage 1, 2 or 3");
+  }
+  const bool mixed = o.dtype != DType::kFloat32;
+  const int64_t param_bytes = mixed ? 2 : 4;
+  const int64_t grad_bytes = mixed ? 2 : 4;
+  // Adam: fp32 master copy (mixed precision only) plus the two fp32 moments.
+  const int64_t optimizer_bytes = mixed ? 12 : 8;
+
+  const ShardingPolicy sharding = ShardingPolicy::for_stage(stage);
+  const int64_t full = o.parameters;
+  const int64_t shard = (o.parameters + o.world_size - 1) / o.world_size;
+
+  ModelStateBytes b;
+  b.stage = stage;
+  b.parameters = param_bytes * (sharding.parameters ? shard : full);
+  b.gradients = grad_bytes * (sharding.gradients ? shard : full);
+  const int64_t states = optimizer_bytes * (sharding.optimizer_states ? shard : full);
+  (o.offload_optimizer ? b.host_optimizer_states : b.optimizer_states) = states;
+  return b;
+}
+
+std::string format_bytes(int64_t bytes) {
+  static const char* units[] = {"B", "KB", "MB", "GB", "TB", "PB"};
+  double value = static_cast<double>(bytes);
+  size_t unit = 0;
+  while (unit + 1 < sizeof(units) / sizeof(units[0]) && std::round(value * 10.0) / 10.0 >= 1000.0) {
+    value /= 1000.0;
+    ++unit;
+  }
+  if (unit == 0) return std::to_string(bytes) + " B";
+  const double rounded = std::round(value * 10.0) / 10.0;  // half away from zero
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.1f %s", rounded, units[unit]);
+  return buf;
+}
+
+}  // namespace zerotrain
