@@ -295,9 +295,8 @@ struct CheckpointConfig {
   bool use_node_local_storage = false;
 };
 
-/// zerotrain extension: `"comm": {"timeout_s": 600, "check_collectives": false}`.
-/// The environment variables ZEROTRAIN_COMM_TIMEOUT_S and
-/// ZEROTRAIN_CHECK_COLLECTIVES override these at run time.
+/// zerotrain extension: `"comm": {"timeout_s": 600, "check_collectives": false}`,
+/// for the communication layer (src/comm, next on the roadmap).
 struct CommConfig {
   double timeout_s = 600.0;  // DeepSpeed's default of 10 minutes
   /// Debug mode: before each collective, check that all ranks issue the same

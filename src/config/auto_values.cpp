@@ -67,8 +67,9 @@ const std::vector<AutoRule>& rules() {
   return table;
 }
 
-// The short aliases resolve like their stage3_* names.
-std::string_view canonical(std::string_view path) {
+}  // namespace
+
+std::string_view canonical_auto_path(std::string_view path) {
   if (path == "zero_optimization.prefetch_bucket_size") return "zero_optimization.stage3_prefetch_bucket_size";
   if (path == "zero_optimization.param_persistence_threshold") {
     return "zero_optimization.stage3_param_persistence_threshold";
@@ -77,10 +78,8 @@ std::string_view canonical(std::string_view path) {
   return path;
 }
 
-}  // namespace
-
 AutoLookup lookup_auto(const ResolveOptions& options, std::string_view path) {
-  const std::string_view key = canonical(path);
+  const std::string_view key = canonical_auto_path(path);
   for (const AutoRule& rule : rules()) {
     if (rule.path == key) return {true, rule.resolve(options)};
   }

@@ -19,6 +19,10 @@ struct AutoLookup {
 
 AutoLookup lookup_auto(const ResolveOptions& options, std::string_view path);
 
+/// The spelling to_json() uses for an auto-capable path: short stage3 aliases
+/// and the legacy "bfloat16" map to the names the resolved document uses.
+std::string_view canonical_auto_path(std::string_view path);
+
 /// The paths that accept "auto", for documentation and tests.
 std::vector<std::string_view> auto_paths();
 

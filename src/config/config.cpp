@@ -111,7 +111,7 @@ namespace config_detail {
 // Settings that are each valid but contradict one another.
 void check_consistency(const Sections& s, ParseContext& ctx) {
   if (s.fp16.enabled && s.bf16.enabled) {
-    ctx.error("bf16.enabled", "fp16 and bf16 cannot both be enabled");
+    ctx.error(s.bf16_key + ".enabled", "fp16 and bf16 cannot both be enabled");
   }
   if (s.optimizer && s.optimizer->kind == OptimizerKind::kLamb && s.fp16.enabled && !s.fp16.dynamic_loss_scale()) {
     ctx.error("fp16.loss_scale", "Lamb requires dynamic loss scaling (loss_scale 0), as in DeepSpeed; got a static "

@@ -209,7 +209,9 @@ std::optional<int64_t> ObjectReader::get_optional_int(std::string_view key, Boun
   if (v == nullptr || v->is_null()) return std::nullopt;
   const auto i = as_integer(*v);
   if (!i) {
-    ctx_.error(path_of(key), "expected an integer, got " + describe(*v));
+    ctx_.error(path_of(key), v->is_number() && !v->is_number_float()
+                                 ? "out of the 64-bit integer range, got " + v->dump()
+                                 : "expected an integer, got " + describe(*v));
     return std::nullopt;
   }
   if (auto bad = bounds.violation(static_cast<double>(*i))) {

@@ -23,14 +23,27 @@ void parse_batch(ObjectReader& root, Sections& out) {
   const int64_t w = ctx.options().world_size;
   if (w < 1) return;  // reported by Config
 
+  // DeepSpeed's messages for a value that is not positive. Given values are
+  // checked first, so that nothing is derived from a zero or negative one.
+  const auto positive = [&](const std::optional<int64_t>& v, const char* key, const char* what,
+                            const std::string& note) {
+    if (!v || *v > 0) return true;
+    ctx.error(key, std::string(what) + ": " + std::to_string(*v) + " has to be greater than 0" + note);
+    return false;
+  };
+  bool given_ok = positive(tb, "train_batch_size", "Train batch size", "");
+  given_ok = positive(mb, "train_micro_batch_size_per_gpu", "Micro batch size per gpu", "") && given_ok;
+  given_ok = positive(gas, "gradient_accumulation_steps", "Gradient accumulation steps", "") && given_ok;
+  if (!given_ok) return;
+
   // Which values were given decides which are derived (floor division, as DeepSpeed).
   std::string derived;
   if (tb && mb && gas) {
   } else if (tb && mb) {
-    if (*mb > 0) gas = *tb / *mb / w;
+    gas = *tb / *mb / w;
     derived = "gradient_accumulation_steps = train_batch_size // train_micro_batch_size_per_gpu // world_size";
   } else if (tb && gas) {
-    if (*gas > 0) mb = *tb / w / *gas;
+    mb = *tb / w / *gas;
     derived = "train_micro_batch_size_per_gpu = train_batch_size // world_size // gradient_accumulation_steps";
   } else if (mb && gas) {
     tb = *mb * *gas * w;
@@ -49,22 +62,9 @@ void parse_batch(ObjectReader& root, Sections& out) {
     return;
   }
   const std::string note = derived.empty() ? "" : " (derived: " + derived + ")";
-  bool ok = true;
-  if (!tb || *tb <= 0) {
-    ctx.error("train_batch_size", "Train batch size: " + (tb ? std::to_string(*tb) : "?") +
-                                      " has to be greater than 0" + note);
-    ok = false;
-  }
-  if (!mb || *mb <= 0) {
-    ctx.error("train_micro_batch_size_per_gpu", "Micro batch size per gpu: " + (mb ? std::to_string(*mb) : "?") +
-                                                    " has to be greater than 0" + note);
-    ok = false;
-  }
-  if (!gas || *gas <= 0) {
-    ctx.error("gradient_accumulation_steps", "Gradient accumulation steps: " + (gas ? std::to_string(*gas) : "?") +
-                                                 " has to be greater than 0" + note);
-    ok = false;
-  }
+  bool ok = positive(tb, "train_batch_size", "Train batch size", note);
+  ok = positive(mb, "train_micro_batch_size_per_gpu", "Micro batch size per gpu", note) && ok;
+  ok = positive(gas, "gradient_accumulation_steps", "Gradient accumulation steps", note) && ok;
   if (!ok) return;
   if (*tb != *mb * *gas * w) {
     ctx.error("train_batch_size",

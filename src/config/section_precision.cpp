@@ -32,7 +32,8 @@ void parse_precision(ObjectReader& root, Sections& out) {
       ctx.error("bfloat16", "\"bfloat16\" is the legacy name of \"bf16\"; give only \"bf16\"");
     }
     if (use_legacy) ctx.warn("bfloat16", "deprecated name; use \"bf16\"");
-    ObjectReader r = root.child(use_legacy ? "bfloat16" : "bf16");
+    out.bf16_key = use_legacy ? "bfloat16" : "bf16";
+    ObjectReader r = root.child(out.bf16_key);
     out.bf16.enabled = r.get_bool("enabled", false);
     out.bf16.check_grad_overflow = r.get_bool("check_grad_overflow", true);
     r.unsupported_unless("immediate_grad_update", false, "applying gradients during backward");
@@ -62,7 +63,8 @@ void parse_gradients(ObjectReader& root, Sections& out) {
   // DeepSpeed's None follows fp16, then bf16, then fp32.
   g.communication_dtype = out.model_dtype();
   const json* v = root.raw("communication_data_type");
-  if (v != nullptr && !v->is_null()) {
+  out.communication_dtype_given = v != nullptr && !v->is_null();
+  if (out.communication_dtype_given) {
     g.communication_dtype = root.get_enum(
         "communication_data_type", out.model_dtype(),
         {{"fp32", DType::kFloat32}, {"fp16", DType::kFloat16}, {"bf16", DType::kBFloat16}},

@@ -80,9 +80,13 @@ void parse_scheduler(ObjectReader& root, Sections& out) {
     s.warmup_max_lr = p.get_optional_double("warmup_max_lr", non_negative);
     // DeepSpeed's None: the optimizer's lr.
     const auto& unresolved = ctx.unresolved();
-    const bool lr_unresolved =
-        std::find(unresolved.begin(), unresolved.end(), "optimizer.params.lr") != unresolved.end();
-    if (!s.warmup_max_lr && out.optimizer && !lr_unresolved) s.warmup_max_lr = out.optimizer->lr;
+    auto unresolved_at = [&](const char* path) {
+      return std::find(unresolved.begin(), unresolved.end(), path) != unresolved.end();
+    };
+    if (!s.warmup_max_lr && out.optimizer && !unresolved_at("optimizer.params.lr") &&
+        !unresolved_at("scheduler.params.warmup_max_lr")) {
+      s.warmup_max_lr = out.optimizer->lr;
+    }
     s.warmup_num_steps = p.get_int("warmup_num_steps", 1000, positive);
     s.warmup_type = read_warmup_type(p);
     s.last_batch_iteration = read_last_batch_iteration(p);

@@ -44,6 +44,10 @@ void parse_offload_param(ObjectReader r, OffloadParamConfig& c) {
   }
 }
 
+void check_even_allgather(ParseContext& ctx, const std::string& path, int64_t size) {
+  if (size % 2 != 0) ctx.error(path, "must be even (DeepSpeed requires it), got " + std::to_string(size));
+}
+
 // A deprecated boolean that DeepSpeed turns into {"device": "cpu"} of a newer section.
 void translate_cpu_offload(ObjectReader& z, const char* old_key, const char* new_key, OffloadDevice& device) {
   const json* v = z.raw(old_key);
@@ -71,6 +75,7 @@ void parse_zero(ObjectReader& root, Sections& out) {
     c.stage = section->get<bool>() ? 1 : 0;
     ctx.warn("zero_optimization", "the boolean form is deprecated; use {\"stage\": " + std::to_string(c.stage) + "}");
     c.allgather_bucket_size = root.get_int("allgather_size", 500'000'000, Bounds::at_least(0));
+    check_even_allgather(ctx, "allgather_size", c.allgather_bucket_size);
     return;
   }
   if (root.has("allgather_size")) {
@@ -95,10 +100,7 @@ void parse_zero(ObjectReader& root, Sections& out) {
   c.reduce_scatter = z.get_bool("reduce_scatter", true);
   c.reduce_bucket_size = z.get_int("reduce_bucket_size", 500'000'000, non_negative);
   c.allgather_bucket_size = z.get_int("allgather_bucket_size", 500'000'000, non_negative);
-  if (c.allgather_bucket_size % 2 != 0) {
-    ctx.error(z.path_of("allgather_bucket_size"),
-              "must be even (DeepSpeed requires it), got " + std::to_string(c.allgather_bucket_size));
-  }
+  check_even_allgather(ctx, z.path_of("allgather_bucket_size"), c.allgather_bucket_size);
   // DeepSpeed's None: on for stage 3 only.
   const json* overlap = z.raw("overlap_comm");
   c.overlap_comm = (overlap == nullptr || overlap->is_null()) ? c.stage == 3 : z.get_bool("overlap_comm", false);

@@ -25,6 +25,8 @@ struct Sections {
   Fp16Config fp16;
   Bf16Config bf16;
   GradientConfig gradients;
+  bool communication_dtype_given = false;  // false: follows the model dtype (DeepSpeed's None)
+  std::string bf16_key = "bf16";  // or the legacy "bfloat16", for messages
   ZeroConfig zero;
   ActivationCheckpointingConfig activation_checkpointing;
   LoggingConfig logging;

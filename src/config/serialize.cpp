@@ -1,8 +1,10 @@
 // The resolved config as DeepSpeed-style JSON. Parsing the output again gives
 // the same config (tested), so it is a complete, explicit record of a run's settings.
 
+#include <algorithm>
 #include <string>
 
+#include "config/auto_values.h"
 #include "config/sections.h"
 
 namespace zerotrain::config_detail {
@@ -137,7 +139,14 @@ json sections_to_json(const Sections& s, const std::vector<std::string>& unresol
   doc["gradient_clipping"] = s.gradients.clipping;
   doc["gradient_predivide_factor"] = s.gradients.predivide_factor;
   doc["prescale_gradients"] = s.gradients.prescale;
-  doc["communication_data_type"] = to_string(s.gradients.communication_dtype);
+  // While the precision is an unresolved "auto", so is the dtype that follows it.
+  const bool precision_unresolved =
+      std::find_if(unresolved_auto.begin(), unresolved_auto.end(), [](const std::string& p) {
+        return canonical_auto_path(p) == "fp16.enabled" || canonical_auto_path(p) == "bf16.enabled";
+      }) != unresolved_auto.end();
+  doc["communication_data_type"] = (precision_unresolved && !s.communication_dtype_given)
+                                       ? json(nullptr)
+                                       : json(to_string(s.gradients.communication_dtype));
 
   const ZeroConfig& z = s.zero;
   const Stage3Config& s3 = z.stage3;
@@ -190,7 +199,7 @@ json sections_to_json(const Sections& s, const std::vector<std::string>& unresol
   doc["zero_allow_untested_optimizer"] = s.zero_allow_untested_optimizer;
   doc["zero_force_ds_cpu_optimizer"] = s.zero_force_ds_cpu_optimizer;
 
-  for (const std::string& path : unresolved_auto) set_auto(doc, path);
+  for (const std::string& path : unresolved_auto) set_auto(doc, std::string(canonical_auto_path(path)));
   return doc;
 }
 

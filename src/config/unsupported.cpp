@@ -20,7 +20,7 @@ constexpr DisabledSection kSections[] = {
     {"pipeline", "pipeline parallelism"},
     {"elasticity", "elastic batch sizes"},
     {"flops_profiler", "the FLOPs profiler"},
-    {"comms_logger", "the communication logger; use Engine::comm_report()"},
+    {"comms_logger", "the communication logger"},
     {"wandb", "Weights & Biases monitoring"},
     {"comet", "Comet monitoring"},
     {"autotuning", "autotuning"},
@@ -48,7 +48,7 @@ struct ScalarDefault {
 
 const std::vector<ScalarDefault>& scalar_defaults() {
   static const std::vector<ScalarDefault> table = {
-      {"memory_breakdown", false, "memory breakdown logging; use Engine::memory_report()"},
+      {"memory_breakdown", false, "memory breakdown logging"},
       {"dump_state", false, "dumping engine state at start"},
       {"disable_allgather", false, "disabling the parameter all-gather"},
       {"sparse_gradients", false, "sparse gradients"},
@@ -60,7 +60,7 @@ const std::vector<ScalarDefault>& scalar_defaults() {
       {"gradient_allreduce_op", "mean", "summed (not averaged) gradient reduction"},
       {"sequence_parallel_size", 1, "sequence parallelism"},
       {"data_parallel_size", nullptr, "an explicit data-parallel mesh; all ranks are data-parallel"},
-      {"log_level", nullptr, "DeepSpeed's log level; set ZEROTRAIN_LOG_LEVEL"},
+      {"log_level", nullptr, "DeepSpeed's log level"},
       {"timers", json{{"throughput", {{"enabled", true}, {"synchronized", true}}}}, "configurable throughput timers"},
   };
   return table;

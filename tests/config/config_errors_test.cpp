@@ -19,6 +19,9 @@ struct ErrorCase {
   const char* message;
 };
 
+// gtest prints the case's name in failures instead of its bytes.
+void PrintTo(const ErrorCase& c, std::ostream* os) { *os << c.name; }
+
 // A valid base for cases that only care about one section.
 #define BATCH "\"train_micro_batch_size_per_gpu\": 2, "
 
@@ -194,6 +197,12 @@ const ErrorCase kCases[] = {
      1, "zero_optimization.cpu_offload", "deprecated spelling of \"offload_optimizer\""},
     {"LegacyBf16AndBf16", "{" BATCH "\"bf16\": {\"enabled\": true}, \"bfloat16\": {\"enabled\": true}}", 1, "bfloat16",
      "legacy name"},
+    {"LegacyFormOddAllgatherSize", "{" BATCH "\"zero_optimization\": true, \"allgather_size\": 1001}", 1,
+     "allgather_size", "must be even"},
+    {"Fp16AndLegacyBfloat16", "{" BATCH "\"fp16\": {\"enabled\": true}, \"bfloat16\": {\"enabled\": true}}", 1,
+     "bfloat16.enabled", "fp16 and bf16 cannot both be enabled"},
+    {"IntegerBeyond64Bits", "{" BATCH "\"zero_optimization\": {\"sub_group_size\": 18446744073709551615}}", 1,
+     "zero_optimization.sub_group_size", "out of the 64-bit integer range"},
     {"AllgatherSizeWithoutLegacyForm", "{" BATCH "\"allgather_size\": 100, \"zero_optimization\": {\"stage\": 1}}", 1,
      "allgather_size", "only read with the legacy boolean"},
 
@@ -254,6 +263,17 @@ TEST(ConfigErrors, EveryProblemIsReportedNotJustTheFirst) {
                              "gradient_clipping"}) {
       EXPECT_NE(std::find(paths.begin(), paths.end(), want), paths.end()) << want << " missing from\n" << e.what();
     }
+  }
+}
+
+TEST(ConfigErrors, ZeroMicroBatchIsOneProblemNotADerivedOne) {
+  try {
+    Config::from_string(R"({"train_batch_size": 8, "train_micro_batch_size_per_gpu": 0})");
+    FAIL() << "accepted";
+  } catch (const ConfigError& e) {
+    ASSERT_EQ(e.problems().size(), 1u) << e.what();
+    EXPECT_EQ(e.problems()[0].path, "train_micro_batch_size_per_gpu");
+    EXPECT_EQ(e.problems()[0].message, "Micro batch size per gpu: 0 has to be greater than 0");
   }
 }
 

@@ -319,6 +319,36 @@ TEST(ConfigAuto, UnresolvedAutoLoadsButBlocksAnEngine) {
   EXPECT_EQ(j["zero_optimization"]["reduce_bucket_size"], 64 * 64);
 }
 
+TEST(ConfigAuto, UnresolvedAutoUnderAliasesRoundTrips) {
+  // "auto" under a short stage3 alias or the legacy bfloat16 name is written
+  // back under the resolved document's spelling, so the output parses again.
+  const Config c = parse(R"({"train_micro_batch_size_per_gpu": 1, "bfloat16": {"enabled": "auto"},
+      "zero_optimization": {"stage": 3, "prefetch_bucket_size": "auto", "param_persistence_threshold": "auto"}})");
+  const json j = c.to_json();
+  EXPECT_EQ(j["zero_optimization"]["stage3_prefetch_bucket_size"], "auto");
+  EXPECT_FALSE(j["zero_optimization"].contains("prefetch_bucket_size"));
+  EXPECT_EQ(j["bf16"]["enabled"], "auto");
+  EXPECT_FALSE(j.contains("bfloat16"));
+  // The dtype that follows an unresolved precision stays unresolved too.
+  EXPECT_TRUE(j["communication_data_type"].is_null());
+
+  ResolveOptions o;
+  o.auto_values.bf16 = true;
+  o.auto_values.hidden_size = 10;
+  const Config resolved = Config::from_json(j, o);
+  EXPECT_TRUE(resolved.unresolved_auto().empty());
+  EXPECT_EQ(resolved.gradients().communication_dtype, DType::kBFloat16);
+  EXPECT_EQ(resolved.zero().stage3.prefetch_bucket_size, 90);
+  EXPECT_EQ(resolved.zero().stage3.param_persistence_threshold, 100);
+}
+
+TEST(ConfigAuto, UnresolvedWarmupMaxLrIsNotFilledFromTheOptimizer) {
+  const Config c = parse(R"({"train_micro_batch_size_per_gpu": 1, "optimizer": {"type": "AdamW", "params": {"lr": 0.1}},
+      "scheduler": {"type": "WarmupLR", "params": {"warmup_max_lr": "auto"}}})");
+  EXPECT_FALSE(std::get<WarmupLRParams>(*c.scheduler()).warmup_max_lr.has_value());
+  EXPECT_EQ(c.to_json()["scheduler"]["params"]["warmup_max_lr"], "auto");
+}
+
 TEST(ConfigJson, FromJsonAndFromStringAgree) {
   const json doc = {{"train_micro_batch_size_per_gpu", 2}, {"zero_optimization", {{"stage", 2}}}};
   EXPECT_EQ(Config::from_json(doc).to_json(), Config::from_string(doc.dump()).to_json());
