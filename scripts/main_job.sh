@@ -16,9 +16,8 @@ echo
 echo "== Validating configs/*.json at world size 2 =="
 "$zt" config check --world-size 2 --hidden-size 768 "$root"/configs/*.json
 echo
-echo "== What configs/zero2_bf16.json resolves to at world size 2 (excerpt) =="
-"$zt" config check --world-size 2 "$root/configs/zero2_bf16.json" | head -n 12
-echo "  ..."
+echo "== What configs/zero2_bf16.json resolves to at world size 2 (selected keys) =="
+"$zt" config check --world-size 2 "$root/configs/zero2_bf16.json" | "$ZEROTRAIN_PYTHON" "$root/scripts/summarize_config.py"
 echo
 echo "== Model states per rank for 124M parameters (GPT-2 small) on 2 ranks =="
 "$zt" estimate --params 124M --world-size 2 --dtype bf16
