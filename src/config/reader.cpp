@@ -84,6 +84,10 @@ void ParseContext::warn(std::string path, std::string message) {
   warnings_.push_back({std::move(path), std::move(message)});
 }
 
+bool ParseContext::is_unresolved(std::string_view path) const {
+  return std::find(unresolved_.begin(), unresolved_.end(), path) != unresolved_.end();
+}
+
 void ParseContext::register_object(const std::string& path, std::vector<std::string> present,
                                    std::set<std::string> known) {
   ObjectKeys& entry = objects_[path];

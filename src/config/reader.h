@@ -66,6 +66,8 @@ class ParseContext {
   const std::vector<ConfigProblem>& errors() const { return errors_; }
   const std::vector<ConfigProblem>& warnings() const { return warnings_; }
   const std::vector<std::string>& unresolved() const { return unresolved_; }
+  /// True when `path` holds an "auto" that could not be resolved.
+  bool is_unresolved(std::string_view path) const;
   bool has_errors() const { return !errors_.empty(); }
 
   /// See Note [Unknown keys are reported last].

@@ -1,7 +1,6 @@
 // `scheduler`: DeepSpeed's five LR schedules (runtime/lr_schedules.py) with
 // their parameter names and defaults.
 
-#include <algorithm>
 #include <string>
 
 #include "config/sections.h"
@@ -79,12 +78,8 @@ void parse_scheduler(ObjectReader& root, Sections& out) {
     s.warmup_min_lr = p.get_double("warmup_min_lr", 0.0, non_negative);
     s.warmup_max_lr = p.get_optional_double("warmup_max_lr", non_negative);
     // DeepSpeed's None: the optimizer's lr.
-    const auto& unresolved = ctx.unresolved();
-    auto unresolved_at = [&](const char* path) {
-      return std::find(unresolved.begin(), unresolved.end(), path) != unresolved.end();
-    };
-    if (!s.warmup_max_lr && out.optimizer && !unresolved_at("optimizer.params.lr") &&
-        !unresolved_at("scheduler.params.warmup_max_lr")) {
+    if (!s.warmup_max_lr && out.optimizer && !ctx.is_unresolved("optimizer.params.lr") &&
+        !ctx.is_unresolved("scheduler.params.warmup_max_lr")) {
       s.warmup_max_lr = out.optimizer->lr;
     }
     s.warmup_num_steps = p.get_int("warmup_num_steps", 1000, positive);

@@ -19,6 +19,28 @@ struct ErrorCase {
   const char* message;
 };
 
+// The error a rejected document raises; a failure if it is accepted.
+ConfigError rejection(const std::string& text, const ResolveOptions& options = {},
+                      const std::string& source = "<string>") {
+  try {
+    Config::from_string(text, options, source);
+  } catch (const ConfigError& e) {
+    return e;
+  }
+  ADD_FAILURE() << "accepted: " << text;
+  return ConfigError(source, {});
+}
+
+ConfigError file_rejection(const std::string& path) {
+  try {
+    Config::from_file(path);
+  } catch (const ConfigError& e) {
+    return e;
+  }
+  ADD_FAILURE() << "accepted: " << path;
+  return ConfigError(path, {});
+}
+
 // gtest prints the case's name in failures instead of its bytes.
 void PrintTo(const ErrorCase& c, std::ostream* os) { *os << c.name; }
 
@@ -225,21 +247,17 @@ TEST_P(ConfigErrorTest, RejectedWithPathAndMessage) {
   const ErrorCase& c = GetParam();
   ResolveOptions options;
   options.world_size = c.world_size;
-  try {
-    Config::from_string(c.json, options, "case.json");
-    FAIL() << "accepted: " << c.json;
-  } catch (const ConfigError& e) {
-    EXPECT_EQ(e.source(), "case.json");
-    bool found = false;
-    for (const ConfigProblem& p : e.problems()) {
-      if (p.path == c.path) {
-        found = true;
-        EXPECT_NE(p.message.find(c.message), std::string::npos)
-            << "path " << p.path << ": message \"" << p.message << "\" lacks \"" << c.message << "\"";
-      }
+  const ConfigError e = rejection(c.json, options, "case.json");
+  EXPECT_EQ(e.source(), "case.json");
+  bool found = false;
+  for (const ConfigProblem& p : e.problems()) {
+    if (p.path == c.path) {
+      found = true;
+      EXPECT_NE(p.message.find(c.message), std::string::npos)
+          << "path " << p.path << ": message \"" << p.message << "\" lacks \"" << c.message << "\"";
     }
-    EXPECT_TRUE(found) << "no problem at path \"" << c.path << "\"; got:\n" << e.what();
   }
+  EXPECT_TRUE(found) << "no problem at path \"" << c.path << "\"; got:\n" << e.what();
 }
 
 INSTANTIATE_TEST_SUITE_P(AllCases, ConfigErrorTest, ::testing::ValuesIn(kCases),
@@ -253,59 +271,39 @@ TEST(ConfigErrors, EveryProblemIsReportedNotJustTheFirst) {
     "optimizer": {"type": "Adam", "params": {"lr": -1, "betas": [2, 0.5]}},
     "gradient_clipping": "big"
   })";
-  try {
-    Config::from_string(doc);
-    FAIL() << "accepted";
-  } catch (const ConfigError& e) {
-    std::vector<std::string> paths;
-    for (const auto& p : e.problems()) paths.push_back(p.path);
-    for (const char* want : {"zero_optimisation", "fp16.enabled", "optimizer.params.lr", "optimizer.params.betas[0]",
-                             "gradient_clipping"}) {
-      EXPECT_NE(std::find(paths.begin(), paths.end(), want), paths.end()) << want << " missing from\n" << e.what();
-    }
+  const ConfigError e = rejection(doc);
+  std::vector<std::string> paths;
+  for (const auto& p : e.problems()) paths.push_back(p.path);
+  for (const char* want : {"zero_optimisation", "fp16.enabled", "optimizer.params.lr", "optimizer.params.betas[0]",
+                           "gradient_clipping"}) {
+    EXPECT_NE(std::find(paths.begin(), paths.end(), want), paths.end()) << want << " missing from\n" << e.what();
   }
 }
 
 TEST(ConfigErrors, ZeroMicroBatchIsOneProblemNotADerivedOne) {
-  try {
-    Config::from_string(R"({"train_batch_size": 8, "train_micro_batch_size_per_gpu": 0})");
-    FAIL() << "accepted";
-  } catch (const ConfigError& e) {
-    ASSERT_EQ(e.problems().size(), 1u) << e.what();
-    EXPECT_EQ(e.problems()[0].path, "train_micro_batch_size_per_gpu");
-    EXPECT_EQ(e.problems()[0].message, "Micro batch size per gpu: 0 has to be greater than 0");
-  }
+  const ConfigError e = rejection(R"({"train_batch_size": 8, "train_micro_batch_size_per_gpu": 0})");
+  ASSERT_EQ(e.problems().size(), 1u) << e.what();
+  EXPECT_EQ(e.problems()[0].path, "train_micro_batch_size_per_gpu");
+  EXPECT_EQ(e.problems()[0].message, "Micro batch size per gpu: 0 has to be greater than 0");
 }
 
 TEST(ConfigErrors, WhatListsOneProblemPerLineWithSourceAndPath) {
-  try {
-    Config::from_string(R"({"train_micro_batch_size_per_gpu": 2, "zero_optimization": {"stage": 9}, "quux": 1})", {},
-                        "my.json");
-    FAIL() << "accepted";
-  } catch (const ConfigError& e) {
-    const std::string what = e.what();
-    EXPECT_NE(what.find("my.json: zero_optimization.stage: must be 0, 1, 2 or 3"), std::string::npos) << what;
-    EXPECT_NE(what.find("\nmy.json: quux: unknown key"), std::string::npos) << what;
-  }
+  const std::string what =
+      rejection(R"({"train_micro_batch_size_per_gpu": 2, "zero_optimization": {"stage": 9}, "quux": 1})", {}, "my.json")
+          .what();
+  EXPECT_NE(what.find("my.json: zero_optimization.stage: must be 0, 1, 2 or 3"), std::string::npos) << what;
+  EXPECT_NE(what.find("\nmy.json: quux: unknown key"), std::string::npos) << what;
 }
 
 TEST(ConfigErrors, MissingFileNamesTheFile) {
-  try {
-    Config::from_file("/nonexistent/dir/ds_config.json");
-    FAIL() << "accepted";
-  } catch (const ConfigError& e) {
-    EXPECT_EQ(e.source(), "/nonexistent/dir/ds_config.json");
-    EXPECT_NE(std::string(e.what()).find("cannot open"), std::string::npos) << e.what();
-  }
+  const ConfigError e = file_rejection("/nonexistent/dir/ds_config.json");
+  EXPECT_EQ(e.source(), "/nonexistent/dir/ds_config.json");
+  EXPECT_NE(std::string(e.what()).find("cannot open"), std::string::npos) << e.what();
 }
 
 TEST(ConfigErrors, SyntaxErrorGivesLineAndColumn) {
-  try {
-    Config::from_string("{\n  \"train_batch_size\": 8,\n  \"fp16\": {\"enabled\": tru}\n}");
-    FAIL() << "accepted";
-  } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("line 3"), std::string::npos) << e.what();
-  }
+  const ConfigError e = rejection("{\n  \"train_batch_size\": 8,\n  \"fp16\": {\"enabled\": tru}\n}");
+  EXPECT_NE(std::string(e.what()).find("line 3"), std::string::npos) << e.what();
 }
 
 }  // namespace
