@@ -54,3 +54,29 @@ if(ZEROTRAIN_CUDA_ENABLED)
   set(CMAKE_CUDA_STANDARD 17)
   set(CMAKE_CUDA_STANDARD_REQUIRED ON)
 endif()
+
+# ---- Communication backends ------------------------------------------------
+# LibTorch has c10d's Gloo compiled in but ships neither Gloo's headers nor
+# USE_C10D_GLOO; zerotrain's one Gloo translation unit (src/comm/gloo_backend.cpp)
+# needs them to construct ProcessGroupGloo. Debian's libgloo-dev provides them;
+# only declarations are used (nothing links against Debian's libgloo).
+find_path(ZEROTRAIN_GLOO_INCLUDE_DIR gloo/context.h)
+if(ZEROTRAIN_GLOO_INCLUDE_DIR)
+  set(ZEROTRAIN_HAVE_GLOO ON)
+else()
+  set(ZEROTRAIN_HAVE_GLOO OFF)
+  message(WARNING "zerotrain: Gloo headers not found (install libgloo-dev): CPU collectives will "
+                  "raise an error at run time; adopting a torch.distributed group still works")
+endif()
+
+if(ZEROTRAIN_CUDA_ENABLED)
+  # NCCL's header from the wheel's nvidia-nccl package (the version LibTorch was
+  # built with), else the CUDA toolkit's.
+  find_path(ZEROTRAIN_NCCL_INCLUDE_DIR nccl.h
+    HINTS "${TORCH_INSTALL_PREFIX}/../nvidia/nccl/include" ENV NCCL_INCLUDE_DIR
+    PATH_SUFFIXES include)
+  if(NOT ZEROTRAIN_NCCL_INCLUDE_DIR)
+    message(FATAL_ERROR "zerotrain: the CUDA configuration needs nccl.h (set NCCL_INCLUDE_DIR)")
+  endif()
+  find_package(CUDAToolkit REQUIRED)
+endif()

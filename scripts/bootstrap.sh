@@ -21,6 +21,7 @@ debian_packages=(
   build-essential cmake ninja-build ccache git
   nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libxxhash-dev
   libgtest-dev libgmock-dev pybind11-dev python3-venv
+  libgloo-dev openmpi-bin
 )
 missing=()
 for p in "${debian_packages[@]}"; do

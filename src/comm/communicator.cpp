@@ -1,0 +1,494 @@
+// Communicator: issues collectives on the c10d backend that owns the tensors'
+// device, completes them in issue order, and turns failures into CommError.
+//
+// Note [Issue order is completion order]
+// The engine relies on "when bucket k is done, buckets < k are done". Calls are
+// serialized by State::issue_mutex, so sequence numbers follow the backend's
+// issue order; c10d's Gloo backend runs on one worker thread here (see
+// gloo_backend.cpp), and NCCL runs all collectives of a group on one stream, so
+// the backend finishes them in that order too. CommHandle::wait() additionally
+// completes every earlier pending op first, which runs their `finish` steps
+// (unpacking, averaging) in order even when handles are waited out of order.
+//
+// Note [A failed communicator leaks its backend]
+// After a failure the backend's queue may hold collectives that can only end by
+// timing out one after another, and c10d's Gloo destructor waits for its queue
+// to drain. A failed communicator therefore releases its process group without
+// destroying it: the process is going to report the error and exit, and must
+// not hang on the way out.
+
+#include "comm/coalesce.h"
+#include "comm/state.h"
+
+#include <zerotrain/comm.h>
+
+#include <c10/util/Exception.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/Store.hpp>
+#include <torch/csrc/distributed/c10d/Types.hpp>
+
+#include <iomanip>
+#include <sstream>
+
+namespace zerotrain {
+
+using comm_detail::BackendKind;
+using comm_detail::OpInfo;
+using comm_detail::PendingOp;
+using comm_detail::State;
+
+namespace {
+
+c10d::ReduceOp to_c10d(ReduceOp op, BackendKind backend) {
+  switch (op) {
+    case ReduceOp::kSum: return c10d::ReduceOp(c10d::ReduceOp::SUM);
+    case ReduceOp::kMax: return c10d::ReduceOp(c10d::ReduceOp::MAX);
+    case ReduceOp::kAvg:
+      return c10d::ReduceOp(comm_detail::backend_supports_avg(backend) ? c10d::ReduceOp::AVG
+                                                                       : c10d::ReduceOp::SUM);
+  }
+  TORCH_INTERNAL_ASSERT(false, "unknown ReduceOp");
+}
+
+/// kAvg on a backend without it: sum, then divide once the collective is done.
+bool needs_division(ReduceOp op, BackendKind backend) {
+  return op == ReduceOp::kAvg && !comm_detail::backend_supports_avg(backend);
+}
+
+std::string size_text(int64_t bytes) {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(bytes < 10'000'000 ? 3 : 1) << bytes / 1e6 << " MB";
+  return s.str();
+}
+
+std::string dtype_name(const at::Tensor& t) { return std::string(c10::toString(t.scalar_type())); }
+
+void check_tensor(const char* what, const at::Tensor& t) {
+  TORCH_CHECK(t.defined(), "zerotrain comm: ", what, ": tensor is undefined");
+  TORCH_CHECK(t.is_contiguous(), "zerotrain comm: ", what, ": tensor must be contiguous");
+}
+
+void check_same_kind(const char* what, const at::Tensor& a, const at::Tensor& b) {
+  TORCH_CHECK(a.scalar_type() == b.scalar_type(), "zerotrain comm: ", what,
+              ": output and input dtypes differ (", a.scalar_type(), " vs ", b.scalar_type(), ")");
+  TORCH_CHECK(a.device() == b.device(), "zerotrain comm: ", what,
+              ": output and input are on different devices (", a.device(), " vs ", b.device(),
+              ")");
+}
+
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+using Launch = std::function<c10::intrusive_ptr<c10d::Work>(
+    c10d::Backend& backend, BackendKind kind, std::function<void()>& finish)>;
+
+c10::intrusive_ptr<c10d::Backend> backend_for(State& s, c10::DeviceType device) {
+  try {
+    return s.group->getBackend(device);
+  } catch (const c10::Error& e) {
+    TORCH_CHECK(false, "zerotrain comm: this communicator has no backend for ",
+                c10::DeviceTypeName(device), " tensors (",
+                first_line(e.what_without_backtrace()),
+                "); CUDA tensors need NCCL, CPU tensors need Gloo");
+  }
+}
+
+CommHandle issue(const std::shared_ptr<State>& s, OpInfo info, c10::DeviceType device,
+                 const Launch& launch) {
+  std::lock_guard<std::mutex> issue_lock(s->issue_mutex);
+  s->throw_if_failed();
+  auto op = std::make_shared<PendingOp>();
+  op->sequence = s->next_sequence++;
+  op->info = std::move(info);
+  if (s->check) {
+    try {
+      s->check->check(op->sequence, op->info.op,
+                      "#" + std::to_string(op->sequence) + " " + op->info.descriptor,
+                      s->health.get());
+    } catch (const CommError& e) {
+      std::lock_guard<std::mutex> lock(s->queue_mutex);
+      if (!s->failure) s->failure = e;
+      throw;
+    }
+  }
+  if (s->health) s->health->note_issued(op->sequence);
+  auto backend = backend_for(*s, device);
+  const BackendKind kind = comm_detail::backend_kind(backend->getBackendName());
+  op->issued_at = std::chrono::steady_clock::now();
+  try {
+    op->work = launch(*backend, kind, op->finish);
+  } catch (const c10::Error& e) {
+    s->fail(*op, e.what_without_backtrace());
+  }
+  const auto cost = comm_detail::wire_cost(kind, op->info.op, op->info.payload_bytes,
+                                           s->world_size, s->rank, op->info.root);
+  {
+    std::lock_guard<std::mutex> lock(s->queue_mutex);
+    s->pending.push_back(op);
+    auto& st = s->stats.per_collective[static_cast<size_t>(op->info.op)];
+    st.calls += 1;
+    st.payload_bytes += op->info.payload_bytes;
+    st.wire_bytes += cost.wire_bytes;
+    st.algorithm = cost.algorithm;
+  }
+  return CommHandle(s, op);
+}
+
+}  // namespace
+
+// ---- State -----------------------------------------------------------------
+
+namespace comm_detail {
+
+State::~State() {
+  if (failure) {
+    if (health) health->linger_for_peers();
+    // Note [A failed communicator leaks its backend]
+    pending.clear();
+    group.release();
+  }
+}
+
+void State::throw_if_failed() {
+  std::lock_guard<std::mutex> lock(queue_mutex);
+  if (failure) throw *failure;
+}
+
+void State::fail(const PendingOp& op, const std::string& backend_message) {
+  {
+    std::lock_guard<std::mutex> lock(queue_mutex);
+    if (failure) throw *failure;
+  }
+  const double elapsed =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - op.issued_at).count();
+  Diagnosis d;
+  if (health) {
+    health->report_failure(op.sequence);
+    d = health->diagnose(op.sequence);
+  } else {
+    d.text = "\n  (no store: missing ranks cannot be determined)";
+  }
+  std::ostringstream msg;
+  msg << "zerotrain comm: " << to_string(op.info.op) << " #" << op.sequence << " ("
+      << op.info.descriptor << ", " << size_text(op.info.payload_bytes) << ") failed on rank "
+      << rank << " of " << world_size << " after " << std::fixed << std::setprecision(2) << elapsed
+      << " s (timeout " << options.timeout.count() / 1000.0 << " s). Missing ranks:";
+  if (d.missing.empty()) msg << " none identified";
+  for (int r : d.missing) msg << " " << r;
+  msg << d.text << "\n  backend: " << first_line(backend_message);
+  CommError error(msg.str(), op.info.op, op.sequence, d.missing);
+  {
+    std::lock_guard<std::mutex> lock(queue_mutex);
+    if (!failure) failure = error;
+  }
+  throw error;
+}
+
+void State::complete_through(uint64_t sequence) {
+  std::lock_guard<std::mutex> complete_lock(complete_mutex);
+  for (;;) {
+    std::shared_ptr<PendingOp> op;
+    {
+      std::lock_guard<std::mutex> lock(queue_mutex);
+      if (failure) throw *failure;
+      if (pending.empty() || pending.front()->sequence > sequence) return;
+      op = pending.front();
+    }
+    try {
+      op->work->wait();
+    } catch (const c10::Error& e) {
+      fail(*op, e.what_without_backtrace());
+    } catch (const std::exception& e) {
+      fail(*op, e.what());
+    }
+    if (op->finish) op->finish();
+    op->done = true;
+    std::lock_guard<std::mutex> lock(queue_mutex);
+    pending.pop_front();
+  }
+}
+
+}  // namespace comm_detail
+
+// ---- CommHandle --------------------------------------------------------------
+
+CommHandle::CommHandle(std::shared_ptr<comm_detail::State> state,
+                       std::shared_ptr<comm_detail::PendingOp> op)
+    : state_(std::move(state)), op_(std::move(op)) {}
+
+void CommHandle::wait() {
+  if (!op_ || op_->done) return;
+  state_->complete_through(op_->sequence);
+}
+
+uint64_t CommHandle::sequence() const noexcept { return op_ ? op_->sequence : 0; }
+
+// ---- Communicator: construction ----------------------------------------------
+
+Communicator::Communicator(std::shared_ptr<comm_detail::State> state) : state_(std::move(state)) {}
+
+Communicator::~Communicator() = default;
+
+int Communicator::rank() const noexcept { return state_->rank; }
+int Communicator::world_size() const noexcept { return state_->world_size; }
+const CommOptions& Communicator::options() const noexcept { return state_->options; }
+c10::intrusive_ptr<c10d::ProcessGroup> Communicator::process_group() const { return state_->group; }
+
+void Communicator::synchronize() { state_->complete_through(UINT64_MAX); }
+
+CommStats Communicator::stats() const {
+  std::lock_guard<std::mutex> lock(state_->queue_mutex);
+  CommStats out = state_->stats;
+  out.world_size = state_->world_size;
+  return out;
+}
+
+void Communicator::reset_stats() {
+  std::lock_guard<std::mutex> lock(state_->queue_mutex);
+  state_->stats = CommStats{};
+}
+
+namespace comm_detail {
+
+std::shared_ptr<Communicator> make_communicator(c10::intrusive_ptr<c10d::ProcessGroup> group,
+                                                c10::intrusive_ptr<c10d::Store> store,
+                                                StoreInfo where, CommOptions options) {
+  TORCH_CHECK(group, "zerotrain comm: the process group is null");
+  TORCH_CHECK(options.timeout.count() > 0, "zerotrain comm: the timeout must be positive");
+  auto s = std::make_shared<State>();
+  s->group = std::move(group);
+  s->options = options;
+  s->rank = s->group->getRank();
+  s->world_size = s->group->getSize();
+  s->stats.world_size = s->world_size;
+  if (store) {
+    s->store = store;
+    s->health = std::make_unique<Health>(store, std::move(where), s->rank, s->world_size,
+                                         options.timeout);
+    if (options.check_collectives) {
+      s->check = std::make_unique<CollectiveCheck>(store, s->rank, s->world_size, options.timeout);
+    }
+  } else {
+    TORCH_CHECK(!options.check_collectives,
+                "zerotrain comm: check_collectives needs the group's store; pass it to adopt()");
+  }
+  return std::make_shared<Communicator>(std::move(s));
+}
+
+}  // namespace comm_detail
+
+std::shared_ptr<Communicator> Communicator::adopt(c10::intrusive_ptr<c10d::ProcessGroup> group,
+                                                  c10::intrusive_ptr<c10d::Store> store,
+                                                  CommOptions options) {
+  TORCH_CHECK(group, "zerotrain comm: adopt() needs a process group");
+  c10::intrusive_ptr<c10d::Store> prefixed;
+  if (store) {
+    // One namespace per adopted group; every rank adopts its groups in the same order.
+    static std::atomic<int> adopted{0};
+    prefixed = c10::make_intrusive<c10d::PrefixStore>(
+        "zerotrain/adopted/" + group->getGroupName() + "/" + std::to_string(adopted++), store);
+  }
+  return comm_detail::make_communicator(std::move(group), prefixed, comm_detail::StoreInfo{},
+                                        options);
+}
+
+// ---- Communicator: collectives ------------------------------------------------
+
+CommHandle Communicator::all_reduce(const at::Tensor& tensor, ReduceOp op) {
+  check_tensor("all_reduce", tensor);
+  TORCH_CHECK(op != ReduceOp::kAvg || at::isFloatingType(tensor.scalar_type()),
+              "zerotrain comm: all_reduce(avg) needs a floating-point tensor, got ",
+              tensor.scalar_type());
+  OpInfo info{Collective::kAllReduce,
+              std::string("all_reduce(") + to_string(op) + ") " + dtype_name(tensor) + "[" +
+                  std::to_string(tensor.numel()) + "]",
+              static_cast<int64_t>(tensor.nbytes()), 0};
+  const int n = world_size();
+  return issue(state_, std::move(info), tensor.device().type(),
+               [&](c10d::Backend& b, BackendKind kind, std::function<void()>& finish) {
+                 std::vector<at::Tensor> ts{tensor};
+                 c10d::AllreduceOptions o;
+                 o.reduceOp = to_c10d(op, kind);
+                 o.timeout = state_->options.timeout;
+                 if (needs_division(op, kind)) finish = [tensor, n] { tensor.div_(n); };
+                 return b.allreduce(ts, o);
+               });
+}
+
+CommHandle Communicator::reduce_scatter(const at::Tensor& output, const at::Tensor& input,
+                                        ReduceOp op) {
+  check_tensor("reduce_scatter output", output);
+  check_tensor("reduce_scatter input", input);
+  check_same_kind("reduce_scatter", output, input);
+  const int n = world_size();
+  TORCH_CHECK(input.numel() == output.numel() * n, "zerotrain comm: reduce_scatter: input has ",
+              input.numel(), " elements, expected world_size (", n, ") x output (",
+              output.numel(), ") = ", output.numel() * n);
+  TORCH_CHECK(op != ReduceOp::kAvg || at::isFloatingType(input.scalar_type()),
+              "zerotrain comm: reduce_scatter(avg) needs a floating-point tensor");
+  OpInfo info{Collective::kReduceScatter,
+              std::string("reduce_scatter(") + to_string(op) + ") " + dtype_name(input) + "[" +
+                  std::to_string(input.numel()) + "]",
+              static_cast<int64_t>(input.nbytes()), 0};
+  return issue(state_, std::move(info), input.device().type(),
+               [&](c10d::Backend& b, BackendKind kind, std::function<void()>& finish) {
+                 at::Tensor out = output.view({-1});
+                 at::Tensor in = input.view({-1});
+                 c10d::ReduceScatterOptions o;
+                 o.reduceOp = to_c10d(op, kind);
+                 o.timeout = state_->options.timeout;
+                 if (needs_division(op, kind)) finish = [output, n] { output.div_(n); };
+                 return b._reduce_scatter_base(out, in, o);
+               });
+}
+
+CommHandle Communicator::all_gather(const at::Tensor& output, const at::Tensor& input) {
+  check_tensor("all_gather output", output);
+  check_tensor("all_gather input", input);
+  check_same_kind("all_gather", output, input);
+  const int n = world_size();
+  TORCH_CHECK(output.numel() == input.numel() * n, "zerotrain comm: all_gather: output has ",
+              output.numel(), " elements, expected world_size (", n, ") x input (", input.numel(),
+              ") = ", input.numel() * n);
+  OpInfo info{Collective::kAllGather,
+              "all_gather " + dtype_name(output) + "[" + std::to_string(output.numel()) + "]",
+              static_cast<int64_t>(output.nbytes()), 0};
+  return issue(state_, std::move(info), input.device().type(),
+               [&](c10d::Backend& b, BackendKind, std::function<void()>&) {
+                 at::Tensor out = output.view({-1});
+                 at::Tensor in = input.view({-1});
+                 c10d::AllgatherOptions o;
+                 o.timeout = state_->options.timeout;
+                 return b._allgather_base(out, in, o);
+               });
+}
+
+CommHandle Communicator::broadcast(const at::Tensor& tensor, int root) {
+  check_tensor("broadcast", tensor);
+  TORCH_CHECK(root >= 0 && root < world_size(), "zerotrain comm: broadcast root ", root,
+              " is outside [0, ", world_size(), ")");
+  OpInfo info{Collective::kBroadcast,
+              "broadcast(root " + std::to_string(root) + ") " + dtype_name(tensor) + "[" +
+                  std::to_string(tensor.numel()) + "]",
+              static_cast<int64_t>(tensor.nbytes()), root};
+  return issue(state_, std::move(info), tensor.device().type(),
+               [&](c10d::Backend& b, BackendKind, std::function<void()>&) {
+                 std::vector<at::Tensor> ts{tensor};
+                 c10d::BroadcastOptions o;
+                 o.rootRank = root;
+                 o.timeout = state_->options.timeout;
+                 return b.broadcast(ts, o);
+               });
+}
+
+CommHandle Communicator::barrier() {
+  OpInfo info{Collective::kBarrier, "barrier", 0, 0};
+  // The CPU backend when there is one: a barrier carries no tensor.
+  const c10::DeviceType device =
+      state_->group->hasBackends() && state_->group->getBackendType() == c10d::ProcessGroup::NCCL
+          ? c10::DeviceType::CUDA
+          : c10::DeviceType::CPU;
+  return issue(state_, std::move(info), device,
+               [&](c10d::Backend& b, BackendKind, std::function<void()>&) {
+                 c10d::BarrierOptions o;
+                 o.timeout = state_->options.timeout;
+                 return b.barrier(o);
+               });
+}
+
+// ---- Coalesced forms: one packed buffer, one collective -------------------------
+
+CommHandle Communicator::all_reduce_coalesced(const std::vector<at::Tensor>& tensors,
+                                              ReduceOp op) {
+  const auto layout = comm_detail::PackedLayout::of("all_reduce_coalesced", tensors, 1);
+  at::Tensor flat = layout.pack(tensors);
+  const int n = world_size();
+  OpInfo info{Collective::kAllReduce,
+              std::string("all_reduce_coalesced(") + to_string(op) + ") " + layout.describe(),
+              static_cast<int64_t>(flat.nbytes()), 0};
+  TORCH_CHECK(op != ReduceOp::kAvg || at::isFloatingType(flat.scalar_type()),
+              "zerotrain comm: all_reduce_coalesced(avg) needs floating-point tensors");
+  return issue(state_, std::move(info), flat.device().type(),
+               [&](c10d::Backend& b, BackendKind kind, std::function<void()>& finish) {
+                 std::vector<at::Tensor> ts{flat};
+                 c10d::AllreduceOptions o;
+                 o.reduceOp = to_c10d(op, kind);
+                 o.timeout = state_->options.timeout;
+                 const bool divide = needs_division(op, kind);
+                 finish = [layout, flat, tensors, divide, n] {
+                   if (divide) flat.div_(n);
+                   layout.unpack(flat, tensors);
+                 };
+                 return b.allreduce(ts, o);
+               });
+}
+
+CommHandle Communicator::broadcast_coalesced(const std::vector<at::Tensor>& tensors, int root) {
+  TORCH_CHECK(root >= 0 && root < world_size(), "zerotrain comm: broadcast_coalesced root ", root,
+              " is outside [0, ", world_size(), ")");
+  const auto layout = comm_detail::PackedLayout::of("broadcast_coalesced", tensors, 1);
+  at::Tensor flat = layout.pack(tensors);
+  OpInfo info{Collective::kBroadcast,
+              "broadcast_coalesced(root " + std::to_string(root) + ") " + layout.describe(),
+              static_cast<int64_t>(flat.nbytes()), root};
+  return issue(state_, std::move(info), flat.device().type(),
+               [&](c10d::Backend& b, BackendKind, std::function<void()>& finish) {
+                 std::vector<at::Tensor> ts{flat};
+                 c10d::BroadcastOptions o;
+                 o.rootRank = root;
+                 o.timeout = state_->options.timeout;
+                 finish = [layout, flat, tensors] { layout.unpack(flat, tensors); };
+                 return b.broadcast(ts, o);
+               });
+}
+
+CommHandle Communicator::reduce_scatter_coalesced(const std::vector<at::Tensor>& outputs,
+                                                  const std::vector<at::Tensor>& inputs,
+                                                  ReduceOp op) {
+  const int n = world_size();
+  const auto out_layout = comm_detail::PackedLayout::of("reduce_scatter_coalesced outputs", outputs, 1);
+  const auto in_layout = comm_detail::PackedLayout::of("reduce_scatter_coalesced inputs", inputs, n);
+  out_layout.check_chunks_of(in_layout, "reduce_scatter_coalesced");
+  // Rank r's chunk of every input, side by side: [n, K] with K = sum of output sizes.
+  at::Tensor send = in_layout.pack_by_rank(inputs, n);
+  at::Tensor recv = at::empty({out_layout.total()}, send.options());
+  OpInfo info{Collective::kReduceScatter,
+              std::string("reduce_scatter_coalesced(") + to_string(op) + ") " + in_layout.describe(),
+              static_cast<int64_t>(send.nbytes()), 0};
+  TORCH_CHECK(op != ReduceOp::kAvg || at::isFloatingType(send.scalar_type()),
+              "zerotrain comm: reduce_scatter_coalesced(avg) needs floating-point tensors");
+  return issue(state_, std::move(info), send.device().type(),
+               [&](c10d::Backend& b, BackendKind kind, std::function<void()>& finish) {
+                 c10d::ReduceScatterOptions o;
+                 o.reduceOp = to_c10d(op, kind);
+                 o.timeout = state_->options.timeout;
+                 const bool divide = needs_division(op, kind);
+                 finish = [out_layout, recv, outputs, divide, n] {
+                   if (divide) recv.div_(n);
+                   out_layout.unpack(recv, outputs);
+                 };
+                 return b._reduce_scatter_base(recv, send, o);
+               });
+}
+
+CommHandle Communicator::all_gather_coalesced(const std::vector<at::Tensor>& outputs,
+                                              const std::vector<at::Tensor>& inputs) {
+  const int n = world_size();
+  const auto in_layout = comm_detail::PackedLayout::of("all_gather_coalesced inputs", inputs, 1);
+  const auto out_layout = comm_detail::PackedLayout::of("all_gather_coalesced outputs", outputs, n);
+  in_layout.check_chunks_of(out_layout, "all_gather_coalesced");
+  at::Tensor send = in_layout.pack(inputs);
+  at::Tensor recv = at::empty({n * in_layout.total()}, send.options());
+  OpInfo info{Collective::kAllGather, "all_gather_coalesced " + out_layout.describe(),
+              static_cast<int64_t>(recv.nbytes()), 0};
+  return issue(state_, std::move(info), send.device().type(),
+               [&](c10d::Backend& b, BackendKind, std::function<void()>& finish) {
+                 c10d::AllgatherOptions o;
+                 o.timeout = state_->options.timeout;
+                 finish = [out_layout, recv, outputs, n] {
+                   out_layout.unpack_by_rank(recv, outputs, n);
+                 };
+                 return b._allgather_base(recv, send, o);
+               });
+}
+
+}  // namespace zerotrain

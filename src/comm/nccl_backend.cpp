@@ -1,0 +1,28 @@
+// The NCCL backend for CUDA tensors (CUDA builds only).
+//
+// c10d's NCCL backend runs every collective on its own stream: the issuing
+// stream's work is ordered before it by an event, and Work::wait() makes the
+// current stream wait on the collective's end event without blocking the host
+// (Note [Issue order is completion order] in communicator.cpp relies on the one
+// stream).
+
+#include "comm/backends.h"
+
+#include <c10/cuda/CUDAFunctions.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+
+namespace zerotrain::comm_detail {
+
+bool nccl_available() { return c10::cuda::device_count() > 0; }
+
+c10::intrusive_ptr<c10d::Backend> make_nccl_backend(const BackendSetup& setup) {
+  const int devices = c10::cuda::device_count();
+  TORCH_CHECK(devices > 0, "zerotrain comm: the NCCL backend needs a visible CUDA device");
+  c10::cuda::set_device(static_cast<c10::DeviceIndex>(setup.local_rank % devices));
+  auto options = c10d::ProcessGroupNCCL::Options::create();
+  options->timeout = setup.timeout;
+  return c10::make_intrusive<c10d::ProcessGroupNCCL>(setup.store, setup.rank, setup.world_size,
+                                                      options);
+}
+
+}  // namespace zerotrain::comm_detail

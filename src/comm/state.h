@@ -1,0 +1,72 @@
+#pragma once
+// The shared state behind Communicator and CommHandle.
+
+#include <zerotrain/comm.h>
+
+#include "comm/collective_check.h"
+#include "comm/health.h"
+#include "comm/wire_model.h"
+
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+
+namespace zerotrain::comm_detail {
+
+/// What a collective is, for messages, the debug check and the accounting.
+struct OpInfo {
+  Collective op = Collective::kBarrier;
+  std::string descriptor;  // "all_reduce(sum) float32[1000003]"
+  int64_t payload_bytes = 0;
+  int root = 0;
+};
+
+/// One issued collective, completed in issue order.
+struct PendingOp {
+  uint64_t sequence = 0;
+  OpInfo info;
+  c10::intrusive_ptr<c10d::Work> work;
+  /// Runs once after `work` completed: copies out of a packed buffer, divides
+  /// for kAvg when the backend cannot. On CUDA it only enqueues work.
+  std::function<void()> finish;
+  std::chrono::steady_clock::time_point issued_at;
+  bool done = false;
+};
+
+struct State {
+  c10::intrusive_ptr<c10d::ProcessGroup> group;
+  c10::intrusive_ptr<c10d::Store> store;  // prefixed; may be null
+  CommOptions options;
+  int rank = 0;
+  int world_size = 1;
+  std::unique_ptr<Health> health;           // null without a store
+  std::unique_ptr<CollectiveCheck> check;   // null unless options.check_collectives
+
+  std::mutex issue_mutex;     // sequence numbers and backend calls, in one order
+  uint64_t next_sequence = 1;
+
+  std::mutex queue_mutex;     // guards `pending` and `stats`
+  std::deque<std::shared_ptr<PendingOp>> pending;
+  CommStats stats;
+
+  std::mutex complete_mutex;  // completion runs in issue order, one thread at a time
+  /// Set once, by the first failure; every later call rethrows it.
+  std::optional<CommError> failure;
+
+  ~State();
+  /// Completes every pending op up to and including `sequence`.
+  void complete_through(uint64_t sequence);
+  [[noreturn]] void fail(const PendingOp& op, const std::string& backend_message);
+  void throw_if_failed();
+};
+
+/// Builds a communicator whose store location is known (init_distributed).
+std::shared_ptr<Communicator> make_communicator(c10::intrusive_ptr<c10d::ProcessGroup> group,
+                                                c10::intrusive_ptr<c10d::Store> store,
+                                                StoreInfo where, CommOptions options);
+
+}  // namespace zerotrain::comm_detail
