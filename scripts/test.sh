@@ -15,6 +15,7 @@ start=$SECONDS
 cmake -S "$root" -B "$build" -G Ninja \
   -DCMAKE_PREFIX_PATH="$ZEROTRAIN_TORCH_PREFIX" \
   -DZEROTRAIN_BUILD_TESTS=ON \
+  -DZEROTRAIN_BUILD_BENCHMARKS=ON \
   -DZEROTRAIN_WARNINGS_AS_ERRORS=ON
 cmake --build "$build"
 echo "[test.sh] configure + build: $((SECONDS - start)) s"

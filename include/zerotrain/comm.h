@@ -113,6 +113,10 @@ class CommHandle {
  public:
   CommHandle() = default;  // an already completed no-op
   void wait();
+  /// Non-blocking: whether the backend has finished the collective (on CUDA,
+  /// whether its end event has passed). wait() is still needed to make the
+  /// results visible and to run the finishing steps of coalesced forms.
+  bool is_completed() const;
   uint64_t sequence() const noexcept;
 
   /// Internal: handles come from Communicator's collectives.

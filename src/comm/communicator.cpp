@@ -220,6 +220,11 @@ void CommHandle::wait() {
   state_->complete_through(op_->sequence);
 }
 
+bool CommHandle::is_completed() const {
+  if (!op_ || op_->done) return true;
+  return op_->work->isCompleted();
+}
+
 uint64_t CommHandle::sequence() const noexcept { return op_ ? op_->sequence : 0; }
 
 // ---- Communicator: construction ----------------------------------------------

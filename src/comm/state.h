@@ -9,6 +9,7 @@
 
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 
+#include <atomic>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -34,7 +35,7 @@ struct PendingOp {
   /// for kAvg when the backend cannot. On CUDA it only enqueues work.
   std::function<void()> finish;
   std::chrono::steady_clock::time_point issued_at;
-  bool done = false;
+  std::atomic<bool> done{false};
 };
 
 struct State {
