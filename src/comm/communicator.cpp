@@ -10,6 +10,26 @@
 // completes every earlier pending op first, which runs their `finish` steps
 // (unpacking, averaging) in order even when handles are waited out of order.
 //
+// Note [Gloo reduce-scatter is an all-reduce]
+// c10d's Gloo backend has no reduce-scatter: its _reduce_scatter_base
+// all-reduces a copy of the input and slices. Doing the same here, on the
+// backend's all-reduce, gives a Work whose isCompleted() works (c10d's wrapper
+// only implements wait()), and the accounting reports the all-reduce's bytes
+// under "all-reduce then slice" (wire_model.h).
+//
+// Note [The watchdog reports what nobody waits for]
+// A failure surfaces in CommHandle::wait() when the host waits. But on CUDA the
+// host never blocks in wait() (NCCL orders streams), and a program may drop a
+// handle or compute for a long time before its next wait. A watchdog thread per
+// communicator therefore looks at the pending collectives once per heartbeat
+// interval: if the backend finished the first unfinished one with an error, or
+// it has not finished one interval after the timeout, the watchdog runs the
+// same diagnosis, records the error as the communicator's failure (the next
+// call on any thread throws it) and prints it to stderr at once, so that the
+// operation, sequence number and missing ranks are on record even if the
+// process is then torn down (c10d's NCCL watchdog aborts a process whose
+// collective timed out; its timeout is set a little later than ours).
+//
 // Note [A failed communicator leaks its backend]
 // After a failure the backend's queue may hold collectives that can only end by
 // timing out one after another, and c10d's Gloo destructor waits for its queue
@@ -27,7 +47,9 @@
 #include <torch/csrc/distributed/c10d/Store.hpp>
 #include <torch/csrc/distributed/c10d/Types.hpp>
 
+#include <cstdio>
 #include <iomanip>
+#include <map>
 #include <sstream>
 
 namespace zerotrain {
@@ -48,6 +70,13 @@ c10d::ReduceOp to_c10d(ReduceOp op, BackendKind backend) {
                                                                        : c10d::ReduceOp::SUM);
   }
   TORCH_INTERNAL_ASSERT(false, "unknown ReduceOp");
+}
+
+c10d::AllreduceOptions allreduce_options(ReduceOp op, BackendKind kind, const CommOptions& o) {
+  c10d::AllreduceOptions a;
+  a.reduceOp = to_c10d(op, kind);
+  a.timeout = o.timeout;
+  return a;
 }
 
 /// kAvg on a backend without it: sum, then divide once the collective is done.
@@ -96,6 +125,8 @@ CommHandle issue(const std::shared_ptr<State>& s, OpInfo info, c10::DeviceType d
                  const Launch& launch) {
   std::lock_guard<std::mutex> issue_lock(s->issue_mutex);
   s->throw_if_failed();
+  auto backend = backend_for(*s, device);  // before a sequence number is taken
+  const BackendKind kind = comm_detail::backend_kind(backend->getBackendName());
   auto op = std::make_shared<PendingOp>();
   op->sequence = s->next_sequence++;
   op->info = std::move(info);
@@ -110,15 +141,27 @@ CommHandle issue(const std::shared_ptr<State>& s, OpInfo info, c10::DeviceType d
       throw;
     }
   }
-  if (s->health) s->health->note_issued(op->sequence);
-  auto backend = backend_for(*s, device);
-  const BackendKind kind = comm_detail::backend_kind(backend->getBackendName());
   op->issued_at = std::chrono::steady_clock::now();
   try {
     op->work = launch(*backend, kind, op->finish);
-  } catch (const c10::Error& e) {
-    s->fail(*op, e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    // The backend refused the call on this rank only; ranks that issued it
+    // would wait for this one in vain, so the communicator is done either way.
+    // The heartbeat never records it as issued: peers report this rank behind.
+    const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
+    std::ostringstream msg;
+    msg << "zerotrain comm: the " << backend->getBackendName() << " backend rejected "
+        << to_string(op->info.op) << " #" << op->sequence << " (" << op->info.descriptor
+        << ") on rank " << s->rank << ": "
+        << first_line(c10_error ? c10_error->what_without_backtrace() : e.what())
+        << "; the other ranks may have issued it, so this communicator accepts no more "
+           "collectives";
+    CommError error(msg.str(), op->info.op, op->sequence, {});
+    std::lock_guard<std::mutex> lock(s->queue_mutex);
+    if (!s->failure) s->failure = error;
+    throw error;
   }
+  if (s->health) s->health->note_issued(op->sequence);
   const auto cost = comm_detail::wire_cost(kind, op->info.op, op->info.payload_bytes,
                                            s->world_size, s->rank, op->info.root);
   {
@@ -140,9 +183,17 @@ CommHandle issue(const std::shared_ptr<State>& s, OpInfo info, c10::DeviceType d
 namespace comm_detail {
 
 State::~State() {
+  if (watchdog.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(watchdog_mutex);
+      stopping = true;
+    }
+    watchdog_cv.notify_all();
+    watchdog.join();
+  }
   if (failure) {
     if (health) health->linger_for_peers();
-    // Note [A failed communicator leaks its backend]
+    // See Note [A failed communicator leaks its backend].
     pending.clear();
     group.release();
   }
@@ -154,9 +205,16 @@ void State::throw_if_failed() {
 }
 
 void State::fail(const PendingOp& op, const std::string& backend_message) {
+  throw make_failure(op, backend_message);
+}
+
+CommError State::make_failure(const PendingOp& op, const std::string& backend_message) {
+  // One diagnosis per communicator: a second caller (the watchdog and a waiting
+  // thread may see the same failure) waits for the first and shares its result.
+  std::lock_guard<std::mutex> one_at_a_time(failure_mutex);
   {
     std::lock_guard<std::mutex> lock(queue_mutex);
-    if (failure) throw *failure;
+    if (failure) return *failure;
   }
   const double elapsed =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - op.issued_at).count();
@@ -176,11 +234,48 @@ void State::fail(const PendingOp& op, const std::string& backend_message) {
   for (int r : d.missing) msg << " " << r;
   msg << d.text << "\n  backend: " << first_line(backend_message);
   CommError error(msg.str(), op.info.op, op.sequence, d.missing);
-  {
-    std::lock_guard<std::mutex> lock(queue_mutex);
-    if (!failure) failure = error;
+  std::lock_guard<std::mutex> lock(queue_mutex);
+  if (!failure) failure = error;
+  return *failure;
+}
+
+void State::watch() {
+  // See Note [The watchdog reports what nobody waits for].
+  const auto tick = health ? health->interval() : std::chrono::milliseconds(1000);
+  std::unique_lock<std::mutex> lock(watchdog_mutex);
+  while (!watchdog_cv.wait_for(lock, tick, [this] { return stopping; })) {
+    lock.unlock();
+    std::vector<std::shared_ptr<PendingOp>> snapshot;
+    {
+      std::lock_guard<std::mutex> queue_lock(queue_mutex);
+      if (!failure) snapshot.assign(pending.begin(), pending.end());
+    }
+    // The first collective that is not finished successfully decides.
+    for (const auto& op : snapshot) {
+      if (op->done) continue;
+      std::string problem;
+      bool finished_ok = false;
+      try {
+        if (op->work->isCompleted()) {
+          if (auto e = op->work->exception()) std::rethrow_exception(e);
+          finished_ok = true;
+        } else if (std::chrono::steady_clock::now() - op->issued_at > options.timeout + tick) {
+          problem = "not completed within the timeout (found by the watchdog)";
+        }
+      } catch (const c10::Error& e) {
+        problem = e.what_without_backtrace();
+      } catch (const std::exception& e) {
+        problem = e.what();
+      }
+      if (!problem.empty()) {
+        const CommError error = make_failure(*op, problem);
+        std::fprintf(stderr, "%s\n", error.what());
+        std::fflush(stderr);
+      }
+      if (!finished_ok) break;
+    }
+    lock.lock();
   }
-  throw error;
 }
 
 void State::complete_through(uint64_t sequence) {
@@ -200,7 +295,23 @@ void State::complete_through(uint64_t sequence) {
     } catch (const std::exception& e) {
       fail(*op, e.what());
     }
-    if (op->finish) op->finish();
+    if (op->finish) {
+      // Run once, even if it throws (a second run would divide twice).
+      auto finish = std::move(op->finish);
+      op->finish = nullptr;
+      try {
+        finish();
+      } catch (const std::exception& e) {
+        CommError error("zerotrain comm: finishing " + std::string(to_string(op->info.op)) + " #" +
+                            std::to_string(op->sequence) + " (" + op->info.descriptor +
+                            ") failed on rank " + std::to_string(rank) + ": " +
+                            first_line(e.what()),
+                        op->info.op, op->sequence, {});
+        std::lock_guard<std::mutex> lock(queue_mutex);
+        if (!failure) failure = error;
+        throw error;
+      }
+    }
     op->done = true;
     std::lock_guard<std::mutex> lock(queue_mutex);
     pending.pop_front();
@@ -276,6 +387,8 @@ std::shared_ptr<Communicator> make_communicator(c10::intrusive_ptr<c10d::Process
     TORCH_CHECK(!options.check_collectives,
                 "zerotrain comm: check_collectives needs the group's store; pass it to adopt()");
   }
+  // The thread only sees the State through `this`; ~State stops it first.
+  s->watchdog = std::thread([state = s.get()] { state->watch(); });
   return std::make_shared<Communicator>(std::move(s));
 }
 
@@ -287,10 +400,18 @@ std::shared_ptr<Communicator> Communicator::adopt(c10::intrusive_ptr<c10d::Proce
   TORCH_CHECK(group, "zerotrain comm: adopt() needs a process group");
   c10::intrusive_ptr<c10d::Store> prefixed;
   if (store) {
-    // One namespace per adopted group; every rank adopts its groups in the same order.
-    static std::atomic<int> adopted{0};
+    // A namespace per adoption of a group: the ranks of a group adopt it the
+    // same number of times, whatever other groups each of them adopts.
+    static std::mutex mutex;
+    static std::map<std::string, int> adoptions;
+    std::string name = group->getGroupName();
+    int index = 0;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      index = adoptions[name]++;
+    }
     prefixed = c10::make_intrusive<c10d::PrefixStore>(
-        "zerotrain/adopted/" + group->getGroupName() + "/" + std::to_string(adopted++), store);
+        "zerotrain/adopted/" + name + "/" + std::to_string(index), store);
   }
   return comm_detail::make_communicator(std::move(group), prefixed, comm_detail::StoreInfo{},
                                         options);
@@ -336,12 +457,24 @@ CommHandle Communicator::reduce_scatter(const at::Tensor& output, const at::Tens
               static_cast<int64_t>(input.nbytes()), 0};
   return issue(state_, std::move(info), input.device().type(),
                [&](c10d::Backend& b, BackendKind kind, std::function<void()>& finish) {
+                 const bool divide = needs_division(op, kind);
+                 if (kind == BackendKind::kGloo) {
+                   // See Note [Gloo reduce-scatter is an all-reduce].
+                   std::vector<at::Tensor> buffer{input.reshape({-1}).clone()};
+                   const int64_t chunk = output.numel();
+                   const int64_t offset = rank() * chunk;
+                   finish = [output, buffer, chunk, offset, divide, n] {
+                     output.view({-1}).copy_(buffer[0].narrow(0, offset, chunk));
+                     if (divide) output.div_(n);
+                   };
+                   return b.allreduce(buffer, allreduce_options(op, kind, state_->options));
+                 }
                  at::Tensor out = output.view({-1});
                  at::Tensor in = input.view({-1});
                  c10d::ReduceScatterOptions o;
                  o.reduceOp = to_c10d(op, kind);
                  o.timeout = state_->options.timeout;
-                 if (needs_division(op, kind)) finish = [output, n] { output.div_(n); };
+                 if (divide) finish = [output, n] { output.div_(n); };
                  return b._reduce_scatter_base(out, in, o);
                });
 }
@@ -455,7 +588,6 @@ CommHandle Communicator::reduce_scatter_coalesced(const std::vector<at::Tensor>&
   out_layout.check_chunks_of(in_layout, "reduce_scatter_coalesced");
   // Rank r's chunk of every input, side by side: [n, K] with K = sum of output sizes.
   at::Tensor send = in_layout.pack_by_rank(inputs, n);
-  at::Tensor recv = at::empty({out_layout.total()}, send.options());
   OpInfo info{Collective::kReduceScatter,
               std::string("reduce_scatter_coalesced(") + to_string(op) + ") " + in_layout.describe(),
               static_cast<int64_t>(send.nbytes()), 0};
@@ -463,10 +595,24 @@ CommHandle Communicator::reduce_scatter_coalesced(const std::vector<at::Tensor>&
               "zerotrain comm: reduce_scatter_coalesced(avg) needs floating-point tensors");
   return issue(state_, std::move(info), send.device().type(),
                [&](c10d::Backend& b, BackendKind kind, std::function<void()>& finish) {
+                 const bool divide = needs_division(op, kind);
+                 if (kind == BackendKind::kGloo) {
+                   // See Note [Gloo reduce-scatter is an all-reduce]; `send` is
+                   // already a private packed copy, reduced in place.
+                   std::vector<at::Tensor> buffer{send};
+                   const int64_t per_rank = out_layout.total();
+                   const int64_t offset = rank() * per_rank;
+                   finish = [out_layout, send, outputs, per_rank, offset, divide, n] {
+                     at::Tensor mine = send.narrow(0, offset, per_rank);
+                     if (divide) mine.div_(n);
+                     out_layout.unpack(mine, outputs);
+                   };
+                   return b.allreduce(buffer, allreduce_options(op, kind, state_->options));
+                 }
+                 at::Tensor recv = at::empty({out_layout.total()}, send.options());
                  c10d::ReduceScatterOptions o;
                  o.reduceOp = to_c10d(op, kind);
                  o.timeout = state_->options.timeout;
-                 const bool divide = needs_division(op, kind);
                  finish = [out_layout, recv, outputs, divide, n] {
                    if (divide) recv.div_(n);
                    out_layout.unpack(recv, outputs);

@@ -28,14 +28,16 @@ std::string ms_text(std::chrono::milliseconds d) {
 
 }  // namespace
 
-Health::Health(c10::intrusive_ptr<c10d::Store> store, StoreInfo where, int rank, int world_size,
-               std::chrono::milliseconds timeout)
-    : store_(std::move(store)),
+Health::Health(const c10::intrusive_ptr<c10d::Store>& store, StoreInfo where, int rank,
+               int world_size, std::chrono::milliseconds timeout)
+    : store_(store->clone()),
       where_(std::move(where)),
       rank_(rank),
       world_size_(world_size),
       timeout_(timeout),
       interval_(interval_for(timeout)) {
+  store_->setTimeout(std::max(std::chrono::milliseconds(2000), 2 * interval_));
+  if (where_.address.empty()) where_.address = "(the adopted group's store)";
   publish();  // the record exists before the first collective
   thread_ = std::thread([this] { run(); });
 }
@@ -77,11 +79,19 @@ void Health::run() {
 std::vector<Health::Record> Health::read_all() {
   std::vector<std::string> keys;
   for (int r = 0; r < world_size_; ++r) keys.push_back(key_of(r));
+  // One round trip when every record exists (the usual case), else one per rank.
+  std::vector<std::vector<uint8_t>> values(world_size_);
+  if (store_->check(keys)) {
+    values = store_->multiGet(keys);
+  } else {
+    for (int r = 0; r < world_size_; ++r) {
+      if (store_->check({keys[r]})) values[r] = store_->get(keys[r]);
+    }
+  }
   std::vector<Record> out(world_size_);
   for (int r = 0; r < world_size_; ++r) {
-    if (!store_->check({keys[r]})) continue;
-    const auto bytes = store_->get(keys[r]);
-    std::istringstream in(std::string(bytes.begin(), bytes.end()));
+    if (values[r].empty()) continue;
+    std::istringstream in(std::string(values[r].begin(), values[r].end()));
     int diagnosed = 0;
     Record& rec = out[r];
     in >> rec.beat >> rec.issued >> rec.failed >> diagnosed;
@@ -100,7 +110,16 @@ void Health::report_failure(uint64_t sequence) {
   }
 }
 
+void Health::mark_diagnosed() {
+  diagnosed_.store(true);
+  try {
+    publish();
+  } catch (const std::exception&) {
+  }
+}
+
 Diagnosis Health::diagnose(uint64_t sequence) {
+  std::lock_guard<std::mutex> lock(diagnose_mutex_);
   Diagnosis d;
   std::ostringstream text;
   try {
@@ -116,7 +135,7 @@ Diagnosis Health::diagnose(uint64_t sequence) {
         d.missing.push_back(r);
         text << "\n  rank " << r << ": has no health record (it never joined)";
       } else if (b.failed != 0) {
-        text << "\n  rank " << r << ": alive, failed too in collective #" << b.failed;
+        text << "\n  rank " << r << ": failed too, in collective #" << b.failed;
       } else if (a.present && a.beat == b.beat) {
         d.missing.push_back(r);
         text << "\n  rank " << r << ": no heartbeat for " << ms_text(wait)
@@ -142,11 +161,7 @@ Diagnosis Health::diagnose(uint64_t sequence) {
   }
   d.text = text.str();
   missing_at_failure_ = d.missing;
-  diagnosed_.store(true);
-  try {
-    publish();
-  } catch (const std::exception&) {
-  }
+  mark_diagnosed();
   return d;
 }
 

@@ -16,6 +16,10 @@
 // answer, the rank hosting it (rank 0, unless torchrun's agent hosts it) is
 // reported as the missing one. The store host lingers briefly after its own
 // failure so that the other survivors can finish their diagnosis.
+// The records go through a client of the store of their own, with a short
+// timeout: a long blocking wait on the shared client (the debug check waits
+// there) would otherwise stall the heartbeat and make a live rank look dead,
+// and a frozen store host must not hold the diagnosis for the full timeout.
 
 #include <zerotrain/comm.h>
 
@@ -42,7 +46,8 @@ struct Diagnosis {
 
 class Health {
  public:
-  Health(c10::intrusive_ptr<c10d::Store> store, StoreInfo where, int rank, int world_size,
+  /// Works on its own client of `store` (see Note [Naming the missing ranks]).
+  Health(const c10::intrusive_ptr<c10d::Store>& store, StoreInfo where, int rank, int world_size,
          std::chrono::milliseconds timeout);
   ~Health();
   Health(const Health&) = delete;
@@ -55,6 +60,9 @@ class Health {
   /// Who was missing when collective `sequence` failed. Blocks about three
   /// heartbeat intervals; never throws.
   Diagnosis diagnose(uint64_t sequence);
+  /// Records that this rank needs the store no longer (a mismatch found by the
+  /// debug check needs no diagnosis).
+  void mark_diagnosed();
   /// On the store host after a failure: keeps the store up (bounded) until the
   /// other live ranks have finished their diagnosis.
   void linger_for_peers();
@@ -84,6 +92,7 @@ class Health {
   std::atomic<uint64_t> issued_{0};
   std::atomic<uint64_t> failed_{0};
   std::atomic<bool> diagnosed_{false};
+  std::mutex diagnose_mutex_;  // failures may be diagnosed from two threads
   std::vector<int> missing_at_failure_;
   int64_t beat_ = 0;
   std::mutex publish_mutex_;  // one writer of the record at a time

@@ -11,6 +11,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include <atomic>
 #include <sstream>
 
 namespace zerotrain {
@@ -89,9 +90,14 @@ std::shared_ptr<Communicator> init_distributed(const DistributedOptions& options
 
   StoreInfo where;
   auto root_store = open_store(info, comm.timeout, where);
-  // A fresh namespace per torchrun attempt: the agent's store outlives restarts.
+  // A fresh namespace per torchrun attempt (the agent's store outlives
+  // restarts) and per call in this process (a program may re-initialize after
+  // an error; every rank makes the same calls in the same order).
+  static std::atomic<int> calls{0};
   auto store = c10::make_intrusive<c10d::PrefixStore>(
-      "zerotrain/attempt_" + std::to_string(info.restart_count), root_store);
+      "zerotrain/attempt_" + std::to_string(info.restart_count) + "/init_" +
+          std::to_string(calls++),
+      root_store);
   wait_for_all_ranks(*store, info, comm.timeout, where);
 
   auto group = c10::make_intrusive<c10d::ProcessGroup>(store, info.rank, info.world_size);

@@ -102,16 +102,18 @@ void from_launcher(const EnvLookup& env, LaunchInfo& info) {
 
 LaunchInfo resolve_launch(const DistributedOptions& options, const EnvLookup& env) {
   LaunchInfo info;
-  from_launcher(env, info);
-
   const bool explicit_layout = options.rank.has_value() || options.world_size.has_value();
   if (explicit_layout) {
+    // The launcher's variables are ignored entirely (not merged), so a stale
+    // or partial set of them cannot leak into an explicit layout.
     TORCH_CHECK(options.rank.has_value() && options.world_size.has_value(),
                 "zerotrain::init_distributed: give both rank and world_size, or neither");
-    if (info.launcher == Launcher::kNone) info.launcher = Launcher::kExplicit;
+    info.launcher = Launcher::kExplicit;
     info.rank = *options.rank;
     info.world_size = *options.world_size;
-    if (!options.local_rank && info.launcher == Launcher::kExplicit) info.local_rank = info.rank;
+    info.local_rank = info.rank;
+  } else {
+    from_launcher(env, info);
   }
   if (options.local_rank) info.local_rank = *options.local_rank;
 

@@ -20,7 +20,10 @@ c10::intrusive_ptr<c10d::Backend> make_nccl_backend(const BackendSetup& setup) {
   TORCH_CHECK(devices > 0, "zerotrain comm: the NCCL backend needs a visible CUDA device");
   c10::cuda::set_device(static_cast<c10::DeviceIndex>(setup.local_rank % devices));
   auto options = c10d::ProcessGroupNCCL::Options::create();
-  options->timeout = setup.timeout;
+  // A little later than ours, so that our watchdog reports the operation and
+  // the missing ranks before c10d's NCCL watchdog acts on the timeout.
+  // See Note [The watchdog reports what nobody waits for] in communicator.cpp.
+  options->timeout = setup.timeout + std::chrono::seconds(5);
   return c10::make_intrusive<c10d::ProcessGroupNCCL>(setup.store, setup.rank, setup.world_size,
                                                       options);
 }

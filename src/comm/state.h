@@ -10,6 +10,8 @@
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 
 #include <atomic>
+#include <condition_variable>
+#include <thread>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -57,12 +59,23 @@ struct State {
   std::mutex complete_mutex;  // completion runs in issue order, one thread at a time
   /// Set once, by the first failure; every later call rethrows it.
   std::optional<CommError> failure;
+  std::mutex failure_mutex;  // serializes make_failure
+
+  // Note [The watchdog reports what nobody waits for] (communicator.cpp).
+  std::thread watchdog;
+  std::mutex watchdog_mutex;
+  std::condition_variable watchdog_cv;
+  bool stopping = false;
 
   ~State();
   /// Completes every pending op up to and including `sequence`.
   void complete_through(uint64_t sequence);
+  /// Diagnoses the failure of `op`, records it as the communicator's failure
+  /// (or returns the failure recorded first) and returns it.
+  CommError make_failure(const PendingOp& op, const std::string& backend_message);
   [[noreturn]] void fail(const PendingOp& op, const std::string& backend_message);
   void throw_if_failed();
+  void watch();
 };
 
 /// Builds a communicator whose store location is known (init_distributed).

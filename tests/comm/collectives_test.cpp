@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <thread>
 
 namespace zerotrain::testing {
 namespace {
@@ -164,6 +165,29 @@ ZT_WORKER(issue_order) {
                   "op " + std::to_string(k) + " second tensor");
   }
   handles.front().wait();  // already complete: a no-op
+  // is_completed() turns true without wait(), for every kind of collective.
+  at::Tensor in = values(comm->rank(), 6 * n).to(at::kFloat);
+  at::Tensor out = at::empty({6});
+  std::vector<at::Tensor> outs{at::empty({2}), at::empty({4})};
+  CommHandle polled[] = {comm->reduce_scatter(out, in),
+                         comm->reduce_scatter_coalesced(outs, {in.narrow(0, 0, 2 * n),
+                                                               in.narrow(0, 2 * n, 4 * n)}),
+                         comm->all_gather(at::empty({6 * n}), out)};
+  for (auto& h : polled) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (!h.is_completed() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    c.require(h.is_completed(), "is_completed() of #" + std::to_string(h.sequence()));
+    h.wait();
+  }
+  // Tensor 1 of the coalesced reduce-scatter is input elements [2n, 6n); this
+  // rank's chunk of it is 4 elements at rank * 4.
+  c.elementwise(outs[1],
+                sum_over_ranks(n, 6 * n).narrow(0, 2 * n, 4 * n).narrow(0, comm->rank() * 4, 4),
+                0, 0, "reduce_scatter_coalesced after polling");
+  c.elementwise(out, sum_over_ranks(n, 6 * n).narrow(0, comm->rank() * 6, 6), 0, 0,
+                "reduce_scatter after polling");
   // Dropped handles complete too; synchronize() reports them.
   at::Tensor t = values(comm->rank(), 5).to(at::kFloat);
   { comm->all_reduce(t); }

@@ -96,6 +96,35 @@ ZT_WORKER(late_rank) {
   return c.exit_code();
 }
 
+/// Rank 0 issues #2 and does not wait for it (it "computes"); rank 1 never
+/// issues it. The watchdog records the failure, so rank 0's next call raises
+/// at once instead of starting another collective.
+ZT_WORKER(unwaited) {
+  auto comm = init_distributed();
+  RankChecks c(comm->rank());
+  at::Tensor t = at::ones({1000});
+  comm->all_reduce(t).wait();
+  if (comm->rank() == 1) {
+    std::this_thread::sleep_for(std::chrono::seconds(kTimeoutSeconds + 4));
+    return 0;
+  }
+  CommHandle dropped = comm->all_reduce(t);
+  std::this_thread::sleep_for(std::chrono::seconds(kTimeoutSeconds + 3));
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    comm->barrier();
+    c.require(false, "a communicator whose #2 failed accepted a barrier");
+  } catch (const CommError& e) {
+    const double took =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::cout << "raised after " << took << " s:\n" << e.what() << "\n";
+    c.require(e.sequence() == 2 && e.op() == Collective::kAllReduce, "the error is #2's");
+    c.require(e.missing_ranks() == std::vector<int>{1}, "missing ranks are {1}");
+    c.require(took < 0.5, "the recorded failure is raised at once");
+  }
+  return c.exit_code();
+}
+
 /// World size 3, but only ranks 0 and 1 are started.
 ZT_WORKER(rendezvous_missing) {
   try {
@@ -156,11 +185,11 @@ void expect_victim_killed_and_survivors_reported(const std::vector<RankResult>& 
                                                  int victim) {
   for (const auto& r : results) {
     std::cout << describe(r) << "\n";  // the survivors' messages, for the log
+    EXPECT_FALSE(r.timed_out) << describe(r);  // the harness did not have to kill anyone
     if (r.rank == victim) {
       EXPECT_EQ(r.signal, SIGKILL) << describe(r);
     } else {
       EXPECT_EQ(r.exit_code, 0) << describe(r);
-      EXPECT_FALSE(r.timed_out) << describe(r);
     }
   }
 }
@@ -181,6 +210,16 @@ TEST(CommFailure, KilledStoreHostIsNamedBySurvivors) {
 
 TEST(CommFailure, RankThatNeverIssuesIsNamedAfterTimeout) {
   EXPECT_TRUE(all_ranks_succeeded(run_ranks(failure_job("late_rank", 3))));
+}
+
+TEST(CommFailure, WatchdogRecordsAFailureNobodyWaitsFor) {
+  const auto results = run_ranks(failure_job("unwaited", 2));
+  EXPECT_TRUE(all_ranks_succeeded(results));
+  // The watchdog printed the diagnosis (to stderr) on its own; the worker's
+  // copy comes after "raised after".
+  const std::string& out = results[0].output;
+  const auto printed = out.find("zerotrain comm: all_reduce #2 (all_reduce(sum) Float[1000]");
+  EXPECT_LT(printed, out.find("raised after")) << out;
 }
 
 TEST(CommFailure, RankThatNeverJoinsIsNamedByRendezvous) {

@@ -118,6 +118,17 @@ TEST(ResolveLaunch, ExplicitArgumentsOverrideTheEnvironment) {
   EXPECT_EQ(i.master_port, 4242);
 }
 
+TEST(ResolveLaunch, ExplicitLayoutIgnoresPartialLauncherVariables) {
+  DistributedOptions o;
+  o.rank = 0;
+  o.world_size = 2;
+  o.master_addr = "127.0.0.1";
+  const LaunchInfo i =
+      resolve_launch(o, env_of({{"RANK", "x"}, {"TORCHELASTIC_USE_AGENT_STORE", "True"}}));
+  EXPECT_EQ(i.launcher, Launcher::kExplicit);
+  EXPECT_FALSE(i.use_agent_store);  // rank 0 hosts the store itself
+}
+
 TEST(ResolveLaunch, BadValuesNameTheVariable) {
   EXPECT_NE(error_of({}, {{"RANK", "one"}, {"WORLD_SIZE", "2"}}).find("RANK='one' is not an integer"),
             std::string::npos);

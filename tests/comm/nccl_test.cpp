@@ -51,7 +51,8 @@ TEST(Nccl, CollectivesAtWorldSizeOneMatchReference) {
       c.elementwise(gathered.cpu(), ref, 0, 0, "all_gather " + tag);
       std::vector<at::Tensor> many{ref.to(cuda), ref.narrow(0, 0, (n + 1) / 2).to(cuda)};
       comm->all_reduce_coalesced(many).wait();
-      c.elementwise(many[1].cpu(), ref.narrow(0, 0, (n + 1) / 2), 0, 0, "coalesced " + tag);
+      c.elementwise(many[0].cpu(), ref, 0, 0, "coalesced tensor 0 " + tag);
+      c.elementwise(many[1].cpu(), ref.narrow(0, 0, (n + 1) / 2), 0, 0, "coalesced tensor 1 " + tag);
     }
   }
   EXPECT_EQ(c.failures(), 0);

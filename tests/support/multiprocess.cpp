@@ -65,10 +65,12 @@ pid_t spawn(const std::map<std::string, std::string>& env, const std::string& lo
             const std::string& exe) {
   // Everything the child needs is prepared before fork(): between fork and exec
   // only async-signal-safe calls are allowed (the parent has threads).
+  // The launch variables, and settings a developer may have exported that
+  // would change what the workers do.
   static const char* const kCleared[] = {"RANK=", "WORLD_SIZE=", "LOCAL_RANK=",
-                                         "LOCAL_WORLD_SIZE=", "TORCHELASTIC_USE_AGENT_STORE=",
+                                         "LOCAL_WORLD_SIZE=", "TORCHELASTIC_",
                                          "OMPI_COMM_WORLD_", "SLURM_", "MASTER_ADDR=",
-                                         "MASTER_PORT="};
+                                         "MASTER_PORT=", "ZEROTRAIN_", "GLOO_SOCKET_IFNAME="};
   std::vector<std::string> entries;
   for (char** e = environ; *e != nullptr; ++e) {
     const std::string entry(*e);
