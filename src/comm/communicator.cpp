@@ -42,6 +42,7 @@
 
 #include <zerotrain/comm.h>
 
+#include <ATen/record_function.h>
 #include <c10/util/Exception.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/Store.hpp>
@@ -121,8 +122,20 @@ c10::intrusive_ptr<c10d::Backend> backend_for(State& s, c10::DeviceType device) 
   }
 }
 
+const char* profiler_name(Collective c) {
+  switch (c) {
+    case Collective::kAllReduce: return "zerotrain::comm::all_reduce";
+    case Collective::kReduceScatter: return "zerotrain::comm::reduce_scatter";
+    case Collective::kAllGather: return "zerotrain::comm::all_gather";
+    case Collective::kBroadcast: return "zerotrain::comm::broadcast";
+    case Collective::kBarrier: return "zerotrain::comm::barrier";
+  }
+  return "zerotrain::comm";
+}
+
 CommHandle issue(const std::shared_ptr<State>& s, OpInfo info, c10::DeviceType device,
                  const Launch& launch) {
+  RECORD_FUNCTION(profiler_name(info.op), std::vector<c10::IValue>());
   std::lock_guard<std::mutex> issue_lock(s->issue_mutex);
   s->throw_if_failed();
   auto backend = backend_for(*s, device);  // before a sequence number is taken
@@ -279,6 +292,7 @@ void State::watch() {
 }
 
 void State::complete_through(uint64_t sequence) {
+  RECORD_FUNCTION("zerotrain::comm::wait", std::vector<c10::IValue>());
   std::lock_guard<std::mutex> complete_lock(complete_mutex);
   for (;;) {
     std::shared_ptr<PendingOp> op;
