@@ -2,6 +2,7 @@
 
 #include "comm/collective_check.h"
 
+#include "comm/error_text.h"
 #include "comm/health.h"
 
 #include <torch/csrc/distributed/c10d/Store.hpp>
@@ -68,8 +69,7 @@ void CollectiveCheck::check(uint64_t sequence, Collective op, const std::string&
   } catch (const CommError&) {
     throw;
   } catch (const std::exception& e) {
-    const std::string what = e.what();
-    fail("the store failed (" + what.substr(0, what.find('\n')) + ")");
+    fail("the store failed (" + error_text(e) + ")");
   }
 
   bool match = true;

@@ -38,6 +38,7 @@
 // not hang on the way out.
 
 #include "comm/coalesce.h"
+#include "comm/error_text.h"
 #include "comm/state.h"
 
 #include <zerotrain/comm.h>
@@ -56,6 +57,8 @@
 namespace zerotrain {
 
 using comm_detail::BackendKind;
+using comm_detail::error_text;
+using comm_detail::first_line;
 using comm_detail::OpInfo;
 using comm_detail::PendingOp;
 using comm_detail::State;
@@ -78,6 +81,20 @@ c10d::AllreduceOptions allreduce_options(ReduceOp op, BackendKind kind, const Co
   a.reduceOp = to_c10d(op, kind);
   a.timeout = o.timeout;
   return a;
+}
+
+c10d::ReduceScatterOptions reduce_scatter_options(ReduceOp op, BackendKind kind,
+                                                  const CommOptions& o) {
+  c10d::ReduceScatterOptions r;
+  r.reduceOp = to_c10d(op, kind);
+  r.timeout = o.timeout;
+  return r;
+}
+
+/// kAvg divides, so it needs a floating-point dtype.
+void check_avg(const char* what, ReduceOp op, at::ScalarType dtype) {
+  TORCH_CHECK(op != ReduceOp::kAvg || at::isFloatingType(dtype), "zerotrain comm: ", what,
+              "(avg) needs floating-point tensors, got ", dtype);
 }
 
 /// kAvg on a backend without it: sum, then divide once the collective is done.
@@ -106,7 +123,6 @@ void check_same_kind(const char* what, const at::Tensor& a, const at::Tensor& b)
               ")");
 }
 
-std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
 using Launch = std::function<c10::intrusive_ptr<c10d::Work>(
     c10d::Backend& backend, BackendKind kind, std::function<void()>& finish)>;
@@ -161,12 +177,11 @@ CommHandle issue(const std::shared_ptr<State>& s, OpInfo info, c10::DeviceType d
     // The backend refused the call on this rank only; ranks that issued it
     // would wait for this one in vain, so the communicator is done either way.
     // The heartbeat never records it as issued: peers report this rank behind.
-    const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
     std::ostringstream msg;
     msg << "zerotrain comm: the " << backend->getBackendName() << " backend rejected "
         << to_string(op->info.op) << " #" << op->sequence << " (" << op->info.descriptor
         << ") on rank " << s->rank << ": "
-        << first_line(c10_error ? c10_error->what_without_backtrace() : e.what())
+        << error_text(e)
         << "; the other ranks may have issued it, so this communicator accepts no more "
            "collectives";
     CommError error(msg.str(), op->info.op, op->sequence, {});
@@ -184,7 +199,7 @@ CommHandle issue(const std::shared_ptr<State>& s, OpInfo info, c10::DeviceType d
     st.calls += 1;
     st.payload_bytes += op->info.payload_bytes;
     st.wire_bytes += cost.wire_bytes;
-    st.algorithm = cost.algorithm;
+    if (st.algorithm != cost.algorithm) st.algorithm = cost.algorithm;
   }
   return CommHandle(s, op);
 }
@@ -275,10 +290,8 @@ void State::watch() {
         } else if (std::chrono::steady_clock::now() - op->issued_at > options.timeout + tick) {
           problem = "not completed within the timeout (found by the watchdog)";
         }
-      } catch (const c10::Error& e) {
-        problem = e.what_without_backtrace();
       } catch (const std::exception& e) {
-        problem = e.what();
+        problem = error_text(e);
       }
       if (!problem.empty()) {
         const CommError error = make_failure(*op, problem);
@@ -304,10 +317,8 @@ void State::complete_through(uint64_t sequence) {
     }
     try {
       op->work->wait();
-    } catch (const c10::Error& e) {
-      fail(*op, e.what_without_backtrace());
     } catch (const std::exception& e) {
-      fail(*op, e.what());
+      fail(*op, error_text(e));
     }
     if (op->finish) {
       // Run once, even if it throws (a second run would divide twice).
@@ -319,7 +330,7 @@ void State::complete_through(uint64_t sequence) {
         CommError error("zerotrain comm: finishing " + std::string(to_string(op->info.op)) + " #" +
                             std::to_string(op->sequence) + " (" + op->info.descriptor +
                             ") failed on rank " + std::to_string(rank) + ": " +
-                            first_line(e.what()),
+                            error_text(e),
                         op->info.op, op->sequence, {});
         std::lock_guard<std::mutex> lock(queue_mutex);
         if (!failure) failure = error;
@@ -435,9 +446,7 @@ std::shared_ptr<Communicator> Communicator::adopt(c10::intrusive_ptr<c10d::Proce
 
 CommHandle Communicator::all_reduce(const at::Tensor& tensor, ReduceOp op) {
   check_tensor("all_reduce", tensor);
-  TORCH_CHECK(op != ReduceOp::kAvg || at::isFloatingType(tensor.scalar_type()),
-              "zerotrain comm: all_reduce(avg) needs a floating-point tensor, got ",
-              tensor.scalar_type());
+  check_avg("all_reduce", op, tensor.scalar_type());
   OpInfo info{Collective::kAllReduce,
               std::string("all_reduce(") + to_string(op) + ") " + dtype_name(tensor) + "[" +
                   std::to_string(tensor.numel()) + "]",
@@ -446,11 +455,8 @@ CommHandle Communicator::all_reduce(const at::Tensor& tensor, ReduceOp op) {
   return issue(state_, std::move(info), tensor.device().type(),
                [&](c10d::Backend& b, BackendKind kind, std::function<void()>& finish) {
                  std::vector<at::Tensor> ts{tensor};
-                 c10d::AllreduceOptions o;
-                 o.reduceOp = to_c10d(op, kind);
-                 o.timeout = state_->options.timeout;
                  if (needs_division(op, kind)) finish = [tensor, n] { tensor.div_(n); };
-                 return b.allreduce(ts, o);
+                 return b.allreduce(ts, allreduce_options(op, kind, state_->options));
                });
 }
 
@@ -463,8 +469,7 @@ CommHandle Communicator::reduce_scatter(const at::Tensor& output, const at::Tens
   TORCH_CHECK(input.numel() == output.numel() * n, "zerotrain comm: reduce_scatter: input has ",
               input.numel(), " elements, expected world_size (", n, ") x output (",
               output.numel(), ") = ", output.numel() * n);
-  TORCH_CHECK(op != ReduceOp::kAvg || at::isFloatingType(input.scalar_type()),
-              "zerotrain comm: reduce_scatter(avg) needs a floating-point tensor");
+  check_avg("reduce_scatter", op, input.scalar_type());
   OpInfo info{Collective::kReduceScatter,
               std::string("reduce_scatter(") + to_string(op) + ") " + dtype_name(input) + "[" +
                   std::to_string(input.numel()) + "]",
@@ -485,11 +490,9 @@ CommHandle Communicator::reduce_scatter(const at::Tensor& output, const at::Tens
                  }
                  at::Tensor out = output.view({-1});
                  at::Tensor in = input.view({-1});
-                 c10d::ReduceScatterOptions o;
-                 o.reduceOp = to_c10d(op, kind);
-                 o.timeout = state_->options.timeout;
                  if (divide) finish = [output, n] { output.div_(n); };
-                 return b._reduce_scatter_base(out, in, o);
+                 return b._reduce_scatter_base(out, in,
+                                               reduce_scatter_options(op, kind, state_->options));
                });
 }
 
@@ -552,25 +555,21 @@ CommHandle Communicator::barrier() {
 CommHandle Communicator::all_reduce_coalesced(const std::vector<at::Tensor>& tensors,
                                               ReduceOp op) {
   const auto layout = comm_detail::PackedLayout::of("all_reduce_coalesced", tensors, 1);
+  check_avg("all_reduce_coalesced", op, tensors[0].scalar_type());
   at::Tensor flat = layout.pack(tensors);
   const int n = world_size();
   OpInfo info{Collective::kAllReduce,
               std::string("all_reduce_coalesced(") + to_string(op) + ") " + layout.describe(),
               static_cast<int64_t>(flat.nbytes()), 0};
-  TORCH_CHECK(op != ReduceOp::kAvg || at::isFloatingType(flat.scalar_type()),
-              "zerotrain comm: all_reduce_coalesced(avg) needs floating-point tensors");
   return issue(state_, std::move(info), flat.device().type(),
                [&](c10d::Backend& b, BackendKind kind, std::function<void()>& finish) {
                  std::vector<at::Tensor> ts{flat};
-                 c10d::AllreduceOptions o;
-                 o.reduceOp = to_c10d(op, kind);
-                 o.timeout = state_->options.timeout;
                  const bool divide = needs_division(op, kind);
                  finish = [layout, flat, tensors, divide, n] {
                    if (divide) flat.div_(n);
                    layout.unpack(flat, tensors);
                  };
-                 return b.allreduce(ts, o);
+                 return b.allreduce(ts, allreduce_options(op, kind, state_->options));
                });
 }
 
@@ -600,13 +599,12 @@ CommHandle Communicator::reduce_scatter_coalesced(const std::vector<at::Tensor>&
   const auto out_layout = comm_detail::PackedLayout::of("reduce_scatter_coalesced outputs", outputs, 1);
   const auto in_layout = comm_detail::PackedLayout::of("reduce_scatter_coalesced inputs", inputs, n);
   out_layout.check_chunks_of(in_layout, "reduce_scatter_coalesced");
+  check_avg("reduce_scatter_coalesced", op, inputs[0].scalar_type());
   // Rank r's chunk of every input, side by side: [n, K] with K = sum of output sizes.
   at::Tensor send = in_layout.pack_by_rank(inputs, n);
   OpInfo info{Collective::kReduceScatter,
               std::string("reduce_scatter_coalesced(") + to_string(op) + ") " + in_layout.describe(),
               static_cast<int64_t>(send.nbytes()), 0};
-  TORCH_CHECK(op != ReduceOp::kAvg || at::isFloatingType(send.scalar_type()),
-              "zerotrain comm: reduce_scatter_coalesced(avg) needs floating-point tensors");
   return issue(state_, std::move(info), send.device().type(),
                [&](c10d::Backend& b, BackendKind kind, std::function<void()>& finish) {
                  const bool divide = needs_division(op, kind);
@@ -624,14 +622,12 @@ CommHandle Communicator::reduce_scatter_coalesced(const std::vector<at::Tensor>&
                    return b.allreduce(buffer, allreduce_options(op, kind, state_->options));
                  }
                  at::Tensor recv = at::empty({out_layout.total()}, send.options());
-                 c10d::ReduceScatterOptions o;
-                 o.reduceOp = to_c10d(op, kind);
-                 o.timeout = state_->options.timeout;
                  finish = [out_layout, recv, outputs, divide, n] {
                    if (divide) recv.div_(n);
                    out_layout.unpack(recv, outputs);
                  };
-                 return b._reduce_scatter_base(recv, send, o);
+                 return b._reduce_scatter_base(recv, send,
+                                               reduce_scatter_options(op, kind, state_->options));
                });
 }
 

@@ -2,6 +2,8 @@
 
 #include "comm/health.h"
 
+#include "comm/error_text.h"
+
 #include <torch/csrc/distributed/c10d/Store.hpp>
 
 #include <algorithm>
@@ -148,15 +150,15 @@ Diagnosis Health::diagnose(uint64_t sequence) {
       }
     }
   } catch (const std::exception& e) {
-    const std::string first_line = std::string(e.what()).substr(0, std::string(e.what()).find('\n'));
+    const std::string why = error_text(e);
     if (where_.host_rank >= 0 && where_.host_rank != rank_) {
       d.missing.push_back(where_.host_rank);
       text << "\n  rank " << where_.host_rank << ": the rendezvous store it hosts at "
-           << where_.address << " does not answer, so it has most likely exited (" << first_line
+           << where_.address << " does not answer, so it has most likely exited (" << why
            << ")";
     } else {
       text << "\n  the rendezvous store at " << where_.address
-           << " does not answer, so the missing ranks are unknown (" << first_line << ")";
+           << " does not answer, so the missing ranks are unknown (" << why << ")";
     }
   }
   d.text = text.str();

@@ -3,6 +3,7 @@
 #include <zerotrain/distributed.h>
 
 #include "comm/backends.h"
+#include "comm/error_text.h"
 #include "comm/state.h"
 
 #include <c10/util/Exception.h>
@@ -18,14 +19,8 @@ namespace zerotrain {
 
 namespace {
 
+using comm_detail::error_text;
 using comm_detail::StoreInfo;
-
-std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
-
-std::string error_text(const std::exception& e) {
-  if (const auto* c = dynamic_cast<const c10::Error*>(&e)) return first_line(c->what_without_backtrace());
-  return first_line(e.what());
-}
 
 /// Rank 0 hosts the store unless torchrun's agent already does; one rank needs none.
 c10::intrusive_ptr<c10d::Store> open_store(const LaunchInfo& info, std::chrono::milliseconds timeout,

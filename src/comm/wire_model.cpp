@@ -31,20 +31,20 @@ WireCost wire_cost(BackendKind backend, Collective op, int64_t payload, int n, i
   if (n <= 1 || op == Collective::kBarrier) {
     return {0, op == Collective::kBarrier ? "barrier" : "local (one rank)"};
   }
-  const std::string suffix = backend == BackendKind::kOther ? " (assumed; unknown backend)" : "";
+  const char* ring = backend == BackendKind::kOther ? "ring (assumed; unknown backend)" : "ring";
   switch (op) {
     case Collective::kAllReduce:
-      return {2 * ring_share(payload, n), "ring" + suffix};
+      return {2 * ring_share(payload, n), ring};
     case Collective::kReduceScatter:
       if (backend == BackendKind::kGloo) return {2 * ring_share(payload, n), "all-reduce then slice"};
-      return {ring_share(payload, n), "ring" + suffix};
+      return {ring_share(payload, n), ring};
     case Collective::kAllGather:
-      return {ring_share(payload, n), "ring" + suffix};
+      return {ring_share(payload, n), ring};
     case Collective::kBroadcast:
       if (backend == BackendKind::kGloo) {
         return {payload * binomial_children(rank, root, n), "binomial tree"};
       }
-      return {rank == (root - 1 + n) % n ? 0 : payload, "ring" + suffix};
+      return {rank == (root - 1 + n) % n ? 0 : payload, ring};
     case Collective::kBarrier:
       break;
   }

@@ -28,7 +28,7 @@ BackendKind backend_kind(const std::string& backend_name);
 
 struct WireCost {
   int64_t wire_bytes = 0;
-  std::string algorithm;
+  const char* algorithm = "";  // a string literal: no allocation per collective
 };
 
 /// `payload_bytes` as in CollectiveStats: the full buffer.

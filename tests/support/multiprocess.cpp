@@ -1,4 +1,5 @@
 #include "support/multiprocess.h"
+#include "test_util.h"
 
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
@@ -11,7 +12,6 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <fstream>
 #include <sstream>
 #include <thread>
 
@@ -22,13 +22,6 @@ namespace {
 std::map<std::string, WorkerFn>& workers() {
   static std::map<std::string, WorkerFn> w;
   return w;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 std::map<std::string, std::string> rank_env(const RankJob& job, int rank, int port) {
@@ -181,7 +174,7 @@ std::vector<RankResult> run_ranks(const RankJob& job) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   for (auto& res : results) {
-    res.output = slurp(log_of(res.rank));
+    res.output = read_file(log_of(res.rank));
     unlink(log_of(res.rank).c_str());
   }
   rmdir(dir.c_str());
