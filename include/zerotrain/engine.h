@@ -1,0 +1,188 @@
+#pragma once
+// The training engine: ZeRO stages 0-2 over a LibTorch module. See README.md,
+// "Training loop in C++", and docs/architecture.md, "The engine".
+//
+//   auto engine = zerotrain::initialize(model, zerotrain::Config::from_file("ds.json"));
+//   for (auto& batch : loader) {          // one micro-batch per iteration
+//     at::Tensor loss = loss_fn(model->forward(batch.x), batch.y);
+//     engine.backward(loss);              // loss scale and 1/GAS applied here
+//     engine.step();                      // updates only at the accumulation boundary
+//   }
+
+#include <zerotrain/comm.h>
+#include <zerotrain/config.h>
+
+#include <ATen/core/Tensor.h>
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace torch::nn {
+class Module;
+}
+
+namespace zerotrain {
+
+namespace detail {
+struct EngineState;  // src/engine/engine_state.h
+}
+
+/// Parameters that share optimizer settings, as torch optimizers' param groups.
+/// Unset values come from the config's optimizer section.
+struct ParamGroup {
+  std::vector<at::Tensor> params;
+  std::optional<double> lr;
+  std::optional<double> weight_decay;
+};
+
+/// One event of the gradient pipeline, for tests and tracing tools.
+struct EngineEvent {
+  enum class Kind {
+    kGradReady,       // autograd accumulated a parameter's gradient (`param` set)
+    kReduceLaunched,  // a unit's reduction was issued (`unit` set)
+    kReduceRetired,   // a unit's reduction was waited for and its result stored
+    kBackwardDone,    // autograd returned; remaining units are flushed after this
+  };
+  Kind kind;
+  int group = -1;
+  int unit = -1;
+  int param = -1;
+  /// Reductions issued and not yet retired when the event happened.
+  int in_flight = 0;
+};
+const char* to_string(EngineEvent::Kind kind);
+
+struct InitOptions {
+  /// Empty: one group of every parameter that requires grad, in registration order.
+  /// Otherwise every such parameter must be in exactly one group.
+  std::vector<ParamGroup> param_groups;
+  /// Empty: init_distributed() with the config's `comm` section.
+  std::shared_ptr<Communicator> communicator;
+  /// Called on the thread that runs each event (autograd's, for hooks).
+  std::function<void(const EngineEvent&)> observer;
+};
+
+enum class Phase { kForward = 0, kBackward, kReduce, kStep, kAllGather };
+inline constexpr int kNumPhases = 5;
+const char* to_string(Phase phase);
+
+/// Cumulative wall time per phase. The engine times backward, reduce (the
+/// part of reduction not hidden behind backward), step and all-gather itself;
+/// forward is timed by the caller through Engine::time(Phase::kForward). With
+/// `wall_clock_breakdown` on a GPU, each phase ends with a device synchronize.
+struct PhaseTimes {
+  std::array<double, kNumPhases> total_ms{};
+  std::array<int64_t, kNumPhases> count{};
+  double ms(Phase p) const { return total_ms[static_cast<size_t>(p)]; }
+  std::string to_string() const;
+};
+
+/// This rank's bytes by role. Parameters and gradients are in the model dtype;
+/// master weights and optimizer states in fp32.
+struct MemoryReport {
+  int64_t parameters = 0;             // flat buffers (with padding) and frozen parameters
+  int64_t gradients = 0;              // full flat gradients (stages 0/1) or the shard (stage 2)
+  int64_t master_weights = 0;         // 0 when an fp32 stage-0 model updates in place
+  int64_t optimizer_states = 0;       // Adam/LAMB moments
+  int64_t communication_buffers = 0;  // buckets, all-gather staging
+  int64_t total() const {
+    return parameters + gradients + master_weights + optimizer_states + communication_buffers;
+  }
+  std::string to_string() const;
+};
+
+class Engine;
+/// Times a phase while alive; see Engine::time.
+class PhaseTimer {
+ public:
+  PhaseTimer(PhaseTimer&&) noexcept;
+  PhaseTimer& operator=(PhaseTimer&&) = delete;
+  ~PhaseTimer();
+
+ private:
+  friend class Engine;
+  PhaseTimer(detail::EngineState* state, Phase phase);
+  detail::EngineState* state_;
+  Phase phase_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+/// While alive, backward() does not reduce gradients (stages 0 and 1), so they
+/// accumulate locally; step() is an error inside it, as in DeepSpeed.
+class NoSyncGuard {
+ public:
+  NoSyncGuard(NoSyncGuard&&) noexcept;
+  NoSyncGuard& operator=(NoSyncGuard&&) = delete;
+  ~NoSyncGuard();
+
+ private:
+  friend class Engine;
+  explicit NoSyncGuard(detail::EngineState* state);
+  detail::EngineState* state_;
+};
+
+class Engine {
+ public:
+  Engine(Engine&&) noexcept;
+  Engine& operator=(Engine&&) noexcept;
+  ~Engine();
+
+  /// Scales `loss` by the loss scale and 1/gradient_accumulation_steps and runs
+  /// backward; gradients are reduced as the stage says. Returns loss / GAS.
+  at::Tensor backward(const at::Tensor& loss);
+  /// Call after every micro-batch: counts it, and at the accumulation boundary
+  /// checks overflow, clips, updates, gathers parameters and steps the schedule.
+  void step();
+  bool is_gradient_accumulation_boundary() const;
+  /// Zeroes the gradients the engine keeps (the model's .grad views stay).
+  void zero_grad();
+  NoSyncGuard no_sync();
+  void train(bool on = true);
+  void eval() { train(false); }
+
+  std::shared_ptr<torch::nn::Module> module() const;
+  const Config& config() const;
+  int64_t global_steps() const;
+  int64_t micro_steps() const;
+  int64_t skipped_steps() const;
+  /// Whether the last step() call updated the parameters.
+  bool was_step_applied() const;
+  /// The learning rate of each parameter group for the next update.
+  std::vector<double> lr() const;
+  double loss_scale() const;
+  /// The unscaled global L2 norm of the last boundary's gradients (before
+  /// clipping); -1 when it was inf or nan; empty before the first boundary.
+  std::optional<double> global_grad_norm() const;
+  int rank() const;
+  int world_size() const;
+  Communicator& communicator() const;
+
+  MemoryReport memory_report() const;
+  /// Collectives of the last optimizer step: everything this engine issued
+  /// from the end of the previous boundary step to the end of the last one.
+  CommStats comm_report() const;
+  PhaseTimes timers() const;
+  /// Times `phase` (usually kForward) until the returned object is destroyed.
+  PhaseTimer time(Phase phase);
+
+  /// Internal: use initialize().
+  explicit Engine(std::unique_ptr<detail::EngineState> state);
+
+ private:
+  std::unique_ptr<detail::EngineState> state_;
+};
+
+/// Builds the engine: resolves the config against the communicator's world
+/// size, casts the model to the configured dtype, moves each group's
+/// parameters into flat buffers (broadcast from rank 0) and registers the
+/// gradient hooks.
+Engine initialize(std::shared_ptr<torch::nn::Module> model, const Config& config,
+                  InitOptions options = {});
+
+}  // namespace zerotrain

@@ -1,0 +1,8 @@
+#pragma once
+// Everything a training program needs: config, distributed setup, communicator, engine.
+
+#include <zerotrain/comm.h>
+#include <zerotrain/config.h>
+#include <zerotrain/distributed.h>
+#include <zerotrain/engine.h>
+#include <zerotrain/estimate.h>

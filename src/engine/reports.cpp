@@ -1,0 +1,120 @@
+// What an Engine reports about itself: memory by role, collectives per
+// optimizer step, phase timers.
+
+#include <zerotrain/engine.h>
+
+#include "engine/engine_state.h"
+
+#include <c10/core/impl/DeviceGuardImplInterface.h>
+
+#include <iomanip>
+#include <sstream>
+
+namespace zerotrain {
+
+using detail::EngineState;
+
+const char* to_string(Phase phase) {
+  switch (phase) {
+    case Phase::kForward: return "forward";
+    case Phase::kBackward: return "backward";
+    case Phase::kReduce: return "reduce";
+    case Phase::kStep: return "step";
+    case Phase::kAllGather: return "all_gather";
+  }
+  return "?";
+}
+
+const char* to_string(EngineEvent::Kind kind) {
+  switch (kind) {
+    case EngineEvent::Kind::kGradReady: return "grad_ready";
+    case EngineEvent::Kind::kReduceLaunched: return "reduce_launched";
+    case EngineEvent::Kind::kReduceRetired: return "reduce_retired";
+    case EngineEvent::Kind::kBackwardDone: return "backward_done";
+  }
+  return "?";
+}
+
+std::string PhaseTimes::to_string() const {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(2);
+  for (int i = 0; i < kNumPhases; ++i) {
+    if (count[static_cast<size_t>(i)] == 0) continue;
+    s << "  " << std::left << std::setw(11) << zerotrain::to_string(static_cast<Phase>(i))
+      << std::right << std::setw(12) << total_ms[static_cast<size_t>(i)] << " ms in "
+      << count[static_cast<size_t>(i)] << " calls\n";
+  }
+  return s.str();
+}
+
+std::string MemoryReport::to_string() const {
+  std::ostringstream s;
+  const auto line = [&s](const char* what, int64_t bytes) {
+    s << "  " << std::left << std::setw(22) << what << std::right << std::setw(16) << bytes << " B\n";
+  };
+  line("parameters", parameters);
+  line("gradients", gradients);
+  line("master weights", master_weights);
+  line("optimizer states", optimizer_states);
+  line("communication buffers", communication_buffers);
+  line("total", total());
+  return s.str();
+}
+
+MemoryReport Engine::memory_report() const {
+  const EngineState& s = *state_;
+  MemoryReport r;
+  r.parameters = s.frozen_param_bytes;
+  for (const auto& g : s.groups) {
+    r.parameters += g.param_bytes();
+    r.gradients += g.grad_bytes();
+    r.master_weights += g.master_bytes();
+    r.optimizer_states += g.moment_bytes();
+  }
+  r.communication_buffers = s.reducer->bucket_bytes();
+  return r;
+}
+
+CommStats Engine::comm_report() const { return state_->last_step_stats; }
+PhaseTimes Engine::timers() const { return state_->times; }
+PhaseTimer Engine::time(Phase phase) { return PhaseTimer(state_.get(), phase); }
+
+PhaseTimer::PhaseTimer(detail::EngineState* state, Phase phase)
+    : state_(state), phase_(phase), start_(std::chrono::steady_clock::now()) {}
+PhaseTimer::PhaseTimer(PhaseTimer&& o) noexcept
+    : state_(o.state_), phase_(o.phase_), start_(o.start_) {
+  o.state_ = nullptr;
+}
+PhaseTimer::~PhaseTimer() {
+  if (state_ != nullptr) state_->record_phase(phase_, start_);
+}
+
+namespace detail {
+
+void EngineState::record_phase(Phase phase, std::chrono::steady_clock::time_point start) {
+  if (sync_timers) {
+    // wall_clock_breakdown asks for device time, as DeepSpeed's timers do.
+    c10::impl::getDeviceGuardImpl(device.type())->synchronizeDevice(device.index());
+  }
+  const auto i = static_cast<size_t>(phase);
+  times.total_ms[i] +=
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  times.count[i] += 1;
+}
+
+void EngineState::close_step_window() {
+  const CommStats now = comm->stats();
+  last_step_stats = now;
+  for (size_t i = 0; i < now.per_collective.size(); ++i) {
+    CollectiveStats& d = last_step_stats.per_collective[i];
+    const CollectiveStats& before = stats_at_boundary.per_collective[i];
+    d.calls -= before.calls;
+    d.payload_bytes -= before.payload_bytes;
+    d.wire_bytes -= before.wire_bytes;
+  }
+  stats_at_boundary = now;
+}
+
+}  // namespace detail
+
+}  // namespace zerotrain

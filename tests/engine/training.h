@@ -1,0 +1,168 @@
+#pragma once
+// Shared by the engine tests: two small models, a deterministic global batch,
+// configs built from configs/zero*.json, and the single-process reference
+// (LibTorch's own AdamW on the full batch) the engine is compared against.
+
+#include <zerotrain/zerotrain.h>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace zerotrain::testing {
+
+/// A model whose forward maps [batch, ...] inputs to outputs compared by MSE.
+struct TestModel : torch::nn::Module {
+  virtual at::Tensor forward(const at::Tensor& x) = 0;
+  virtual std::vector<int64_t> input_shape(int64_t batch) const = 0;
+  virtual std::vector<int64_t> output_shape(int64_t batch) const = 0;
+};
+
+struct Mlp : TestModel {
+  torch::nn::Linear l1{nullptr}, l2{nullptr}, l3{nullptr};
+  Mlp() {
+    l1 = register_module("l1", torch::nn::Linear(6, 16));
+    l2 = register_module("l2", torch::nn::Linear(16, 16));
+    l3 = register_module("l3", torch::nn::Linear(16, 3));
+  }
+  at::Tensor forward(const at::Tensor& x) override {
+    return l3->forward(torch::tanh(l2->forward(torch::tanh(l1->forward(x)))));
+  }
+  std::vector<int64_t> input_shape(int64_t b) const override { return {b, 6}; }
+  std::vector<int64_t> output_shape(int64_t b) const override { return {b, 3}; }
+};
+
+/// Pre-norm transformer block: attention with 2 heads, then a GELU MLP.
+struct TransformerBlock : TestModel {
+  static constexpr int64_t kTokens = 5, kDim = 8, kHeads = 2;
+  torch::nn::LayerNorm ln1{nullptr}, ln2{nullptr};
+  torch::nn::Linear qkv{nullptr}, proj{nullptr}, fc1{nullptr}, fc2{nullptr};
+  TransformerBlock() {
+    ln1 = register_module("ln1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({kDim})));
+    // No qkv bias: the key bias has an exactly zero gradient (softmax ignores a
+    // shift shared by all keys), so Adam would amplify rounding noise there.
+    qkv = register_module("qkv", torch::nn::Linear(torch::nn::LinearOptions(kDim, 3 * kDim).bias(false)));
+    proj = register_module("proj", torch::nn::Linear(kDim, kDim));
+    ln2 = register_module("ln2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({kDim})));
+    fc1 = register_module("fc1", torch::nn::Linear(kDim, 4 * kDim));
+    fc2 = register_module("fc2", torch::nn::Linear(4 * kDim, kDim));
+  }
+  at::Tensor forward(const at::Tensor& x) override {
+    const int64_t b = x.size(0), hd = kDim / kHeads;
+    auto parts = qkv->forward(ln1->forward(x)).view({b, kTokens, 3, kHeads, hd}).permute({2, 0, 3, 1, 4});
+    at::Tensor att = torch::softmax(parts[0].matmul(parts[1].transpose(-2, -1)) / std::sqrt(double(hd)), -1);
+    at::Tensor y = att.matmul(parts[2]).transpose(1, 2).reshape({b, kTokens, kDim});
+    at::Tensor h = x + proj->forward(y);
+    return h + fc2->forward(torch::gelu(fc1->forward(ln2->forward(h))));
+  }
+  std::vector<int64_t> input_shape(int64_t b) const override { return {b, kTokens, kDim}; }
+  std::vector<int64_t> output_shape(int64_t b) const override { return {b, kTokens, kDim}; }
+};
+
+enum class ModelKind { kMlp, kTransformer };
+inline const char* to_string(ModelKind k) { return k == ModelKind::kMlp ? "mlp" : "transformer"; }
+
+/// The same initial weights on every call and every rank.
+inline std::shared_ptr<TestModel> make_model(ModelKind kind, uint64_t seed = 7) {
+  torch::manual_seed(seed);
+  if (kind == ModelKind::kMlp) return std::make_shared<Mlp>();
+  return std::make_shared<TransformerBlock>();
+}
+
+/// Inputs and targets of every step: [steps][global batch, ...], identical on all ranks.
+struct Data {
+  std::vector<at::Tensor> x, y;
+};
+inline Data make_data(const TestModel& m, int steps, int64_t global_batch, uint64_t seed = 11) {
+  torch::manual_seed(seed);
+  Data d;
+  for (int s = 0; s < steps; ++s) {
+    d.x.push_back(torch::randn(m.input_shape(global_batch)));
+    d.y.push_back(torch::randn(m.output_shape(global_batch)));
+  }
+  return d;
+}
+
+inline nlohmann::json load_config_json(const std::string& name) {
+  std::ifstream in(std::string(ZEROTRAIN_CONFIGS_DIR) + "/" + name);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return nlohmann::json::parse(text, nullptr, true, /*ignore_comments=*/true);
+}
+
+/// configs/zero<stage>_<dtype>.json with the batch, lr and clipping of a test
+/// and no scheduler; `edit` may change anything else.
+inline Config test_config(int stage, const std::string& dtype, int64_t micro, int64_t gas,
+                          double clipping,
+                          const std::function<void(nlohmann::json&)>& edit = nullptr) {
+  nlohmann::json j = load_config_json("zero" + std::to_string(stage) + "_" + dtype + ".json");
+  j.erase("scheduler");
+  j.erase("train_batch_size");
+  j.erase("steps_per_print");
+  j["train_micro_batch_size_per_gpu"] = micro;
+  j["gradient_accumulation_steps"] = gas;
+  j["gradient_clipping"] = clipping;
+  j["optimizer"]["params"]["lr"] = 2e-3;
+  j["zero_optimization"]["reduce_bucket_size"] = 300;  // several units per model
+  j["zero_optimization"]["allgather_bucket_size"] = 700;
+  if (dtype == "fp16") j["fp16"]["initial_scale_power"] = 10;
+  if (edit) edit(j);
+  return Config::from_json(j);
+}
+
+inline at::ScalarType model_dtype(const Config& c) {
+  switch (c.model_dtype()) {
+    case DType::kFloat16: return at::kHalf;
+    case DType::kBFloat16: return at::kBFloat16;
+    default: return at::kFloat;
+  }
+}
+
+/// The rows of micro-batch `micro_index` of `rank` in a global batch.
+inline at::Tensor rows(const at::Tensor& t, int rank, int world, int64_t micro, int micro_index) {
+  return t.narrow(0, (static_cast<int64_t>(micro_index) * world + rank) * micro, micro);
+}
+
+/// One optimizer step of the engine over this rank's micro-batches of `step`.
+/// `loss_factor` multiplies the loss (to inject inf).
+inline void engine_step(Engine& e, TestModel& m, const Data& d, int step, int64_t micro,
+                        double loss_factor = 1.0) {
+  const int64_t gas = e.config().batch().gradient_accumulation_steps;
+  const at::ScalarType dt = model_dtype(e.config());
+  for (int k = 0; k < gas; ++k) {
+    at::Tensor x = rows(d.x[step], e.rank(), e.world_size(), micro, k).to(dt);
+    at::Tensor y = rows(d.y[step], e.rank(), e.world_size(), micro, k);
+    at::Tensor loss = torch::mse_loss(m.forward(x).to(at::kFloat), y);
+    if (loss_factor != 1.0) loss = loss * loss_factor;
+    e.backward(loss);
+    e.step();
+  }
+}
+
+/// The reference: LibTorch's AdamW on the full global batch, with
+/// clip_grad_norm_ when `clipping` > 0. Returns the pre-clip norm of each step;
+/// steps in `skip` are not applied (as an overflowing step is not).
+inline std::vector<double> reference_train(TestModel& m, const Config& c, const Data& d, int steps,
+                                           const std::vector<int>& skip = {}) {
+  const OptimizerConfig& o = *c.optimizer();
+  torch::optim::AdamW opt(m.parameters(), torch::optim::AdamWOptions(o.lr)
+                                              .betas({o.betas[0], o.betas[1]})
+                                              .eps(o.eps)
+                                              .weight_decay(o.weight_decay));
+  std::vector<double> norms;
+  for (int s = 0; s < steps; ++s) {
+    opt.zero_grad();
+    torch::mse_loss(m.forward(d.x[s]), d.y[s]).backward();
+    const double clip = c.gradients().clipping;
+    norms.push_back(torch::nn::utils::clip_grad_norm_(m.parameters(), clip > 0 ? clip : 1e30));
+    if (std::find(skip.begin(), skip.end(), s) == skip.end()) opt.step();
+  }
+  return norms;
+}
+
+}  // namespace zerotrain::testing
