@@ -5,6 +5,8 @@
 
 #include <zerotrain/zerotrain.h>
 
+#include "optim/lr_schedule.h"
+
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
@@ -121,6 +123,12 @@ inline at::ScalarType model_dtype(const Config& c) {
     case DType::kBFloat16: return at::kBFloat16;
     default: return at::kFloat;
   }
+}
+
+/// The lr the config's schedule sets at last_batch_iteration t (DeepSpeed's formulas,
+/// checked against hand-worked values in tests/optim/lr_schedule_test.cpp).
+inline double schedule_lr(const Config& c, int64_t t) {
+  return optim::schedule_at(*c.scheduler(), c.optimizer()->lr, t).lr;
 }
 
 /// The rows of micro-batch `micro_index` of `rank` in a global batch.
