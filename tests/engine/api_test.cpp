@@ -205,5 +205,41 @@ TEST(EngineMemory, Fp32StageZeroUpdatesParametersInPlace) {
   EXPECT_EQ(m.optimizer_states, 2 * m.parameters) << m.to_string();
 }
 
+// The same engine on CUDA tensors (NCCL at one rank), against the fp32 CPU
+// reference. Skips without a GPU; see docs/architecture.md for what has run.
+TEST(EngineCuda, OneRankMatchesLibTorchAdamWInEveryDtype) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  DistributedOptions d;
+  d.rank = 0;
+  d.world_size = 1;
+  d.backend = "nccl";
+  auto comm = init_distributed(d);
+  const int steps = 10;
+  for (int stage : {0, 1, 2}) {
+    for (const char* dtype : {"fp32", "bf16", "fp16"}) {
+      SCOPED_TRACE("stage " + std::to_string(stage) + " " + dtype);
+      const Config config = test_config(stage, dtype, kMicro, 1, 0.0);
+      auto model = make_model(ModelKind::kTransformer);
+      model->to(torch::kCUDA);
+      const Data data = make_data(*model, steps, kMicro);
+      InitOptions o;
+      o.communicator = comm;
+      Engine e = initialize(model, config, o);
+      for (int s = 0; s < steps; ++s) engine_step(e, *model, data, s, kMicro);
+      auto ref = make_model(ModelKind::kTransformer);
+      reference_train(*ref, config, data, steps);
+      const bool fp32 = std::string(dtype) == "fp32";
+      // fp32: TF32 is off by default in LibTorch, so CUDA and CPU differ by rounding only.
+      const double rtol = fp32 ? 1e-5 : (std::string(dtype) == "bf16" ? 1.0 / 128 : 1.0 / 1024);
+      const double atol = fp32 ? 1e-6 : 0.25 * steps * config.optimizer()->lr;
+      const auto got = model->named_parameters();
+      for (const auto& item : ref->named_parameters())
+        EXPECT_TRUE(at::allclose(got[item.key()].cpu().to(at::kFloat), item.value(), rtol, atol))
+            << item.key();
+      EXPECT_EQ(e.skipped_steps(), 0);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace zerotrain::testing

@@ -142,9 +142,10 @@ inline void engine_step(Engine& e, TestModel& m, const Data& d, int step, int64_
                         double loss_factor = 1.0) {
   const int64_t gas = e.config().batch().gradient_accumulation_steps;
   const at::ScalarType dt = model_dtype(e.config());
+  const c10::Device device = m.parameters().front().device();
   for (int k = 0; k < gas; ++k) {
-    at::Tensor x = rows(d.x[step], e.rank(), e.world_size(), micro, k).to(dt);
-    at::Tensor y = rows(d.y[step], e.rank(), e.world_size(), micro, k);
+    at::Tensor x = rows(d.x[step], e.rank(), e.world_size(), micro, k).to(device, dt);
+    at::Tensor y = rows(d.y[step], e.rank(), e.world_size(), micro, k).to(device);
     at::Tensor loss = torch::mse_loss(m.forward(x).to(at::kFloat), y);
     if (loss_factor != 1.0) loss = loss * loss_factor;
     e.backward(loss);
