@@ -188,8 +188,15 @@ TEST(EngineGradients, ModuleZeroGradSetToNoneKeepsTrainingExact) {
   Engine e = make_engine(model, config);
   for (int s = 0; s < 4; ++s) {
     model->zero_grad();
+    auto forward_timer = e.time(Phase::kForward);
     engine_step(e, *model, data, s, kMicro);
   }
+  const PhaseTimes t = e.timers();
+  EXPECT_EQ(t.count[static_cast<size_t>(Phase::kForward)], 4);
+  EXPECT_EQ(t.count[static_cast<size_t>(Phase::kBackward)], 4);
+  EXPECT_EQ(t.count[static_cast<size_t>(Phase::kStep)], 4);
+  EXPECT_EQ(t.count[static_cast<size_t>(Phase::kAllGather)], 4);  // stage 1 gathers
+  EXPECT_GT(t.ms(Phase::kBackward), 0.0);
   auto ref = make_model(ModelKind::kTransformer);
   reference_train(*ref, config, data, 4);
   const auto got = model->named_parameters();
