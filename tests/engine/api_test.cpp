@@ -11,12 +11,7 @@ namespace {
 constexpr int64_t kMicro = 4;
 
 std::shared_ptr<Communicator> one_rank() {
-  static std::shared_ptr<Communicator> comm = [] {
-    DistributedOptions d;
-    d.rank = 0;
-    d.world_size = 1;
-    return init_distributed(d);
-  }();
+  static std::shared_ptr<Communicator> comm = one_rank_communicator();
   return comm;
 }
 
@@ -216,11 +211,7 @@ TEST(EngineMemory, Fp32StageZeroUpdatesParametersInPlace) {
 // reference. Skips without a GPU; see docs/architecture.md for what has run.
 TEST(EngineCuda, OneRankMatchesLibTorchAdamWInEveryDtype) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-  DistributedOptions d;
-  d.rank = 0;
-  d.world_size = 1;
-  d.backend = "nccl";
-  auto comm = init_distributed(d);
+  auto comm = one_rank_communicator("nccl");
   const int steps = 10;
   for (int stage : {0, 1, 2}) {
     for (const char* dtype : {"fp32", "bf16", "fp16"}) {

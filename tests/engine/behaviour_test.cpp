@@ -14,13 +14,6 @@ namespace {
 
 constexpr int64_t kMicro = 2;
 
-std::shared_ptr<Communicator> world_of_one() {
-  DistributedOptions d;
-  d.rank = 0;
-  d.world_size = 1;
-  return init_distributed(d);
-}
-
 Engine make_engine(const std::shared_ptr<TestModel>& model, const Config& config,
                    std::shared_ptr<Communicator> comm,
                    std::function<void(const EngineEvent&)> observer = nullptr) {
@@ -201,7 +194,7 @@ ZT_WORKER(engine_lamb) {
   };
   auto ref_model = make_model(ModelKind::kTransformer);
   const Data data = make_data(*ref_model, steps, kMicro * n);
-  Engine ref = make_engine(ref_model, test_config(0, "fp32", kMicro * n, 1, 0.0, lamb), world_of_one());
+  Engine ref = make_engine(ref_model, test_config(0, "fp32", kMicro * n, 1, 0.0, lamb), one_rank_communicator());
   for (int s = 0; s < steps; ++s) engine_step(ref, *ref_model, data, s, kMicro * n);
   for (int stage : {1, 2}) {
     auto model = make_model(ModelKind::kTransformer);

@@ -131,6 +131,16 @@ inline double schedule_lr(const Config& c, int64_t t) {
   return optim::schedule_at(*c.scheduler(), c.optimizer()->lr, t).lr;
 }
 
+/// A communicator of one rank, inside or outside a multi-rank job (an
+/// explicit layout ignores the launcher's variables). `backend`: "" or "nccl".
+inline std::shared_ptr<Communicator> one_rank_communicator(const std::string& backend = "") {
+  DistributedOptions d;
+  d.rank = 0;
+  d.world_size = 1;
+  d.backend = backend;
+  return init_distributed(d);
+}
+
 /// The rows of micro-batch `micro_index` of `rank` in a global batch.
 inline at::Tensor rows(const at::Tensor& t, int rank, int world, int64_t micro, int micro_index) {
   return t.narrow(0, (static_cast<int64_t>(micro_index) * world + rank) * micro, micro);
