@@ -77,9 +77,10 @@ void Engine::step() {
     // DeepSpeed: clip = max(1, (norm / scale + 1e-6) / max_norm), grad *= 1 / (clip * scale).
     const double max_norm = s.config.gradients().clipping;
     const double clip = max_norm > 0 ? std::max(1.0, (*s.grad_norm + 1e-6) / max_norm) : 1.0;
+    const optim::StepControl control =
+        optim::StepControl::make(s.groups.front().flat_params().device(), 1.0 / (scale * clip));
     for (zero::FlatParamGroup& g : s.groups)
-      zero::step_group(g, s.optimizer.kind, s.hyper_params(g), s.applied_steps + 1, scale * clip,
-                       *s.comm);
+      zero::step_group(g, s.optimizer.kind, s.hyper_params(g), s.applied_steps + 1, control, *s.comm);
     s.record_phase(Phase::kStep, start);
     const auto gather_start = std::chrono::steady_clock::now();
     zero::gather_params(s.groups, *s.comm, s.config.zero().allgather_bucket_size);

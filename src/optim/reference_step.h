@@ -1,8 +1,8 @@
 #pragma once
 // Reference optimizer steps (Adam/AdamW, LAMB) with DeepSpeed's semantics, on
-// fp32 tensors through ATen. The engine runs these until the fused kernels
-// (kernels/, src/optim/cpu/) replace them; the kernels' tests compare against
-// them as well as against fp64.
+// fp32 tensors through ATen, and the hyper-parameters every optimizer path
+// shares. The engine runs the fused kernels (optim/fused_optimizer.h); the
+// kernels' tests compare against these references as well as against fp64.
 //
 // Note [LAMB on shards needs whole-parameter norms]
 // LAMB's trust ratio is ||p|| / ||u|| per parameter tensor, but under ZeRO a

@@ -118,11 +118,6 @@ void FlatParamGroup::zero_grads() {
   }
 }
 
-void FlatParamGroup::copy_master_to_params(const Unit& u) {
-  if (master_aliases_params_) return;
-  owned_params(u).copy_(master(u));
-}
-
 int64_t FlatParamGroup::master_bytes() const {
   return master_aliases_params_ ? 0 : static_cast<int64_t>(master_.nbytes());
 }

@@ -83,11 +83,10 @@ class FlatParamGroup {
   void attach_grad_views();
   /// Zeroes every gradient this group keeps.
   void zero_grads();
-  /// After the optimizer wrote master weights: copies them into owned_params
-  /// (rounding to the model dtype) unless they alias.
-  void copy_master_to_params(const Unit& u);
 
-  int64_t master_bytes() const;  // 0 when master aliases the parameters
+  /// 0 when master aliases the parameters; otherwise the optimizer writes the
+  /// updated master into owned_params (rounded to the model dtype) in its pass.
+  int64_t master_bytes() const;
   int64_t moment_bytes() const;
   int64_t param_bytes() const { return static_cast<int64_t>(flat_params_.nbytes()); }
   int64_t grad_bytes() const;

@@ -3,16 +3,13 @@
 
 #include "zero/shard_optimizer.h"
 
-#include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
-#include <ATen/ops/linalg_vector_norm.h>
+#include <ATen/ops/tensor.h>
 #include <ATen/ops/zeros.h>
 #include <ATen/record_function.h>
 #include <c10/core/GradMode.h>
 #include <c10/util/Exception.h>
 
-#include <algorithm>
-#include <cmath>
 
 namespace zerotrain::zero {
 
@@ -23,8 +20,9 @@ double global_grad_norm_sq(const std::vector<FlatParamGroup>& groups, Communicat
   bool sharded = false;
   for (const FlatParamGroup& g : groups) {
     sharded = sharded || g.layout().sharded();
-    for (const Unit& u : g.units())
-      sum.add_(at::linalg_vector_norm(g.owned_grads(u), 2, c10::nullopt, false, at::kDouble).square());
+    std::vector<at::Tensor> grads;
+    for (const Unit& u : g.units()) grads.push_back(g.owned_grads(u));
+    sum.add_(optim::multi_tensor_sum_squares(grads).sum());
   }
   if (sharded) comm.all_reduce(sum, ReduceOp::kSum).wait();
   return sum.item<double>();
@@ -44,75 +42,67 @@ std::vector<Segment> owned_segments(const FlatParamGroup& g, const Unit& u) {
   return all;
 }
 
+// The 16-bit (or sharded fp32) parameters the step writes in the same pass,
+// or none when the master weights are the parameters.
+bool needs_param_copy(const FlatParamGroup& g) { return g.master_bytes() > 0; }
+
 void lamb_group(FlatParamGroup& g, const optim::StepHyperParams& h, int64_t step,
-                const std::vector<at::Tensor>& grads, Communicator& comm) {
-  // Note [LAMB on shards needs whole-parameter norms]
-  const int n = g.layout().num_params();
-  std::vector<double> norms(2 * static_cast<size_t>(n), 0.0);  // [param_sq..., update_sq...]
-  std::vector<at::Tensor> updates;
-  for (size_t k = 0; k < g.units().size(); ++k) {
-    const Unit& u = g.units()[k];
-    at::Tensor update = at::empty_like(grads[k]);
-    at::Tensor master = g.master(u);
-    optim::Moments m = g.moments(u);
+                const optim::StepControl& control, Communicator& comm) {
+  // Note [LAMB on shards needs whole-parameter norms]: one "tensor" per owned
+  // segment of a parameter; the segments' squared norms are summed per
+  // parameter (and across ranks) between the two stages, on the device.
+  optim::LambTensors t;
+  std::vector<int64_t> segment_param;
+  const bool copy = needs_param_copy(g);
+  for (const Unit& u : g.units()) {
+    const at::Tensor master = g.master(u);
+    const at::Tensor grads = g.owned_grads(u);
+    const at::Tensor update = at::empty_like(master);
+    const at::Tensor params = g.owned_params(u);
+    const optim::Moments m = g.moments(u);
     for (const Segment& s : owned_segments(g, u)) {
-      optim::Moments ms{m.exp_avg.narrow(0, s.shard_offset, s.numel),
-                        m.exp_avg_sq.narrow(0, s.shard_offset, s.numel)};
-      at::Tensor us = update.narrow(0, s.shard_offset, s.numel);
-      const optim::LambPartialNorms part =
-          optim::lamb_prepare(master.narrow(0, s.shard_offset, s.numel),
-                              grads[k].narrow(0, s.shard_offset, s.numel), ms, us, h);
-      const size_t param = static_cast<size_t>(u.first_param + s.param);
-      norms[param] += part.param_sq;
-      norms[static_cast<size_t>(n) + param] += part.update_sq;
-    }
-    updates.push_back(std::move(update));
-  }
-  if (g.layout().sharded()) {
-    at::Tensor host = at::empty({2 * n}, at::kDouble);
-    std::copy(norms.begin(), norms.end(), host.data_ptr<double>());
-    at::Tensor t = host.to(g.flat_params().device());
-    comm.all_reduce(t, ReduceOp::kSum).wait();
-    host = t.cpu();
-    std::copy(host.data_ptr<double>(), host.data_ptr<double>() + 2 * n, norms.begin());
-  }
-  for (size_t k = 0; k < g.units().size(); ++k) {
-    const Unit& u = g.units()[k];
-    at::Tensor master = g.master(u);
-    for (const Segment& s : owned_segments(g, u)) {
-      const size_t param = static_cast<size_t>(u.first_param + s.param);
-      const double trust = optim::lamb_trust_ratio(
-          std::sqrt(norms[param]), std::sqrt(norms[static_cast<size_t>(n) + param]), h.lamb);
-      at::Tensor ps = master.narrow(0, s.shard_offset, s.numel);
-      optim::lamb_apply(ps, updates[k].narrow(0, s.shard_offset, s.numel), trust, step, h);
+      auto piece = [&](const at::Tensor& x) { return x.narrow(0, s.shard_offset, s.numel); };
+      t.params.push_back(piece(master));
+      t.grads.push_back(piece(grads));
+      t.exp_avg.push_back(piece(m.exp_avg));
+      t.exp_avg_sq.push_back(piece(m.exp_avg_sq));
+      t.updates.push_back(piece(update));
+      if (copy) t.param_copies.push_back(piece(params));
+      segment_param.push_back(u.first_param + s.param);
     }
   }
+  const at::TensorOptions f64 = g.flat_params().options().dtype(at::kDouble);
+  at::Tensor per_param = at::zeros({g.layout().num_params(), 2}, f64);
+  at::Tensor index;
+  if (!t.params.empty()) {
+    index = at::tensor(segment_param, at::kLong).to(g.flat_params().device());
+    per_param.index_add_(0, index, optim::fused_lamb_prepare(t, h, control));
+  }
+  if (g.layout().sharded()) comm.all_reduce(per_param, ReduceOp::kSum).wait();
+  if (!t.params.empty())
+    optim::fused_lamb_apply(t, per_param.index_select(0, index), h, step, control);
 }
 
 }  // namespace
 
 void step_group(FlatParamGroup& g, OptimizerKind kind, const optim::StepHyperParams& h,
-                int64_t step, double grad_divisor, Communicator& comm) {
+                int64_t step, const optim::StepControl& control, Communicator& comm) {
   RECORD_FUNCTION("zerotrain::optimizer_step", std::vector<c10::IValue>());
   c10::NoGradGuard no_grad;
-  // Unscale and clip in one multiply, in fp32 (DeepSpeed: grad *= 1 / (clip * scale)).
-  std::vector<at::Tensor> grads;
+  if (kind == OptimizerKind::kLamb) return lamb_group(g, h, step, control, comm);
+  // One fused pass per unit: unscale and clip, Adam on the fp32 master, and
+  // the rounded copy into the owned parameters.
+  optim::AdamTensors t;
+  const bool copy = needs_param_copy(g);
   for (const Unit& u : g.units()) {
-    at::Tensor g32 = g.owned_grads(u).to(at::kFloat, /*non_blocking=*/false, /*copy=*/true);
-    if (grad_divisor != 1.0) g32.mul_(1.0 / grad_divisor);
-    grads.push_back(std::move(g32));
+    const optim::Moments m = g.moments(u);
+    t.params.push_back(g.master(u));
+    t.grads.push_back(g.owned_grads(u));
+    t.exp_avg.push_back(m.exp_avg);
+    t.exp_avg_sq.push_back(m.exp_avg_sq);
+    if (copy) t.param_copies.push_back(g.owned_params(u));
   }
-  if (kind == OptimizerKind::kLamb) {
-    lamb_group(g, h, step, grads, comm);
-  } else {
-    for (size_t k = 0; k < g.units().size(); ++k) {
-      const Unit& u = g.units()[k];
-      at::Tensor master = g.master(u);
-      optim::Moments m = g.moments(u);
-      optim::adam_step(master, grads[k], m, step, h);
-    }
-  }
-  for (const Unit& u : g.units()) g.copy_master_to_params(u);
+  optim::fused_adam(t, h, step, control);
 }
 
 void gather_params(std::vector<FlatParamGroup>& groups, Communicator& comm, int64_t bucket_numel) {

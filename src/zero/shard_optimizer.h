@@ -12,11 +12,14 @@
 // overflow decision. When nothing is sharded (stage 0) every rank already holds
 // the whole reduced gradient and no reduction is needed. The host reads this
 // one scalar per step; it is the only synchronisation in the step, and the
-// loss scaler needs it anyway (the fused kernels will keep it on the device).
+// loss scaler and the schedule need the decision on the host anyway. The
+// update kernels themselves take the scale and the flag on the device (Note
+// [Loss scaling stays on the device] in optim/fused_optimizer.h).
 
 #include <zerotrain/comm.h>
 #include <zerotrain/config.h>
 
+#include "optim/fused_optimizer.h"
 #include "optim/reference_step.h"
 #include "zero/flat_group.h"
 
@@ -29,12 +32,13 @@ namespace zerotrain::zero {
 /// when any gradient is.
 double global_grad_norm_sq(const std::vector<FlatParamGroup>& groups, Communicator& comm);
 
-/// One update of the owned part of `group`: gradients are divided by
-/// `grad_divisor` (loss scale times the clipping coefficient) in fp32, then
-/// Adam/AdamW or LAMB runs on the master weights, which are then rounded into
-/// the owned parameters. `step` counts applied updates from 1.
+/// One update of the owned part of `group` with the fused kernels
+/// (optim/fused_optimizer.h): gradients are multiplied by control.inv_scale
+/// (1 / (loss scale * clipping coefficient)) in the same pass as Adam/AdamW on
+/// the master weights and the rounded copy into the owned parameters; LAMB
+/// takes its two stages. `step` counts applied updates from 1.
 void step_group(FlatParamGroup& group, OptimizerKind kind, const optim::StepHyperParams& h,
-                int64_t step, double grad_divisor, Communicator& comm);
+                int64_t step, const optim::StepControl& control, Communicator& comm);
 
 /// Stages 1 and 2: every rank's updated shard into every rank's flat
 /// parameters, in runs of consecutive units of at most `bucket_numel` elements

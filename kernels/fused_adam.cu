@@ -1,0 +1,85 @@
+#include "kernels/fused_adam.cuh"
+
+#include "kernels/dtypes.cuh"
+#include "kernels/multi_tensor_apply.cuh"
+
+namespace zerotrain::kernels {
+namespace {
+
+// Lists: 0 params, 1 exp_avg, 2 exp_avg_sq, 3 grads, 4 copies (when C::kEnabled).
+template <class G, class C>
+struct AdamFunctor {
+  AdamScalars s;
+  const float* inv_scale;
+  const int32_t* overflow;
+
+  template <class Index, int Depth>
+  __device__ __forceinline__ void operator()(const TensorListMeta<Depth>& meta,
+                                             const Chunk<Index>& c) const {
+    if (*overflow != 0) return;
+    const float inv = *inv_scale;
+    float* p = static_cast<float*>(meta.addresses[0][c.slot]);
+    float* m = static_cast<float*>(meta.addresses[1][c.slot]);
+    float* v = static_cast<float*>(meta.addresses[2][c.slot]);
+    const auto* g = static_cast<const typename G::T*>(meta.addresses[3][c.slot]);
+    typename C::T* out = nullptr;
+    if constexpr (C::kEnabled) out = static_cast<typename C::T*>(meta.addresses[Depth - 1][c.slot]);
+    const Index stride = static_cast<Index>(blockDim.x);
+    for (Index base = c.begin + static_cast<Index>(threadIdx.x); base < c.end; base += kIlp * stride) {
+      float rp[kIlp], rm[kIlp], rv[kIlp], rg[kIlp];
+#pragma unroll
+      for (int k = 0; k < kIlp; ++k) {
+        const Index i = base + k * stride;
+        if (i < c.end) {
+          rp[k] = p[i];
+          rm[k] = m[i];
+          rv[k] = v[i];
+          rg[k] = G::load(g, i) * inv;
+        }
+      }
+#pragma unroll
+      for (int k = 0; k < kIlp; ++k) {
+        const Index i = base + k * stride;
+        if (i < c.end) {
+          adam_update(rp[k], rm[k], rv[k], rg[k], s);
+          p[i] = rp[k];
+          m[i] = rm[k];
+          v[i] = rv[k];
+          if constexpr (C::kEnabled) C::store(out, i, rp[k]);
+        }
+      }
+    }
+  }
+};
+
+template <class G, class C>
+void launch_adam(const AdamLaunch& l, cudaStream_t stream) {
+  const AdamFunctor<G, C> f{l.scalars, l.inv_scale, l.overflow};
+  void* const* lists[5] = {reinterpret_cast<void* const*>(l.params),
+                           reinterpret_cast<void* const*>(l.exp_avg),
+                           reinterpret_cast<void* const*>(l.exp_avg_sq),
+                           const_cast<void* const*>(l.grads), l.param_copies};
+  if constexpr (C::kEnabled)
+    multi_tensor_apply<5>("fused_adam", l.num_tensors, lists, l.numels, nullptr, f, stream);
+  else
+    multi_tensor_apply<4>("fused_adam", l.num_tensors, lists, l.numels, nullptr, f, stream);
+}
+
+}  // namespace
+
+void fused_adam(const AdamLaunch& l, cudaStream_t stream) {
+  constexpr const char* kEntry = "fused_adam";
+  if (l.inv_scale == nullptr || l.overflow == nullptr)
+    throw_invalid(kEntry, "inv_scale and overflow must be device pointers, got null");
+  if (!valid_dtype(l.grad_dtype) || (l.param_copies != nullptr && !valid_dtype(l.copy_dtype)))
+    throw_invalid(kEntry, "unknown dtype");
+  if (!(l.scalars.bias_correction1 > 0.0f) || !(l.scalars.bias_correction2_sqrt > 0.0f))
+    throw_invalid(kEntry, "bias corrections must be positive (the step counts from 1)");
+  dispatch_dtype(l.grad_dtype, [&](auto g) {
+    dispatch_copy(l.param_copies != nullptr, l.copy_dtype, [&](auto c) {
+      launch_adam<decltype(g), decltype(c)>(l, stream);
+    });
+  });
+}
+
+}  // namespace zerotrain::kernels
