@@ -3,6 +3,8 @@
 #include "kernels/dtypes.cuh"
 #include "kernels/multi_tensor_apply.cuh"
 
+#include <cmath>
+
 namespace zerotrain::kernels {
 namespace {
 
@@ -73,8 +75,8 @@ void fused_adam(const AdamLaunch& l, cudaStream_t stream) {
     throw_invalid(kEntry, "inv_scale and overflow must be device pointers, got null");
   if (!valid_dtype(l.grad_dtype) || (l.param_copies != nullptr && !valid_dtype(l.copy_dtype)))
     throw_invalid(kEntry, "unknown dtype");
-  if (!(l.scalars.bias_correction1 > 0.0f) || !(l.scalars.bias_correction2_sqrt > 0.0f))
-    throw_invalid(kEntry, "bias corrections must be positive (the step counts from 1)");
+  if (!(l.scalars.inv_bias_correction2 > 0.0f) || !std::isfinite(l.scalars.step_size))
+    throw_invalid(kEntry, "bias corrections must be positive and finite (the step counts from 1)");
   dispatch_dtype(l.grad_dtype, [&](auto g) {
     dispatch_copy(l.param_copies != nullptr, l.copy_dtype, [&](auto c) {
       launch_adam<decltype(g), decltype(c)>(l, stream);

@@ -18,9 +18,8 @@
 // `inv_scale` = 1 / (loss scale * clipping coefficient):
 //   Adam (L2):   g += wd p
 //   both:        m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
-//                u = (m / bc1) / (sqrt(v) / sqrt(bc2) + eps)
-//   AdamW:       u += wd p
-//   both:        p -= lr u
+//                p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)
+//   AdamW:       p -= lr wd p   (in the same expression, from the old p)
 //   LAMB:        m, v as above; u = m / (sqrt(v) + eps) + wd p   (sqrt(v + eps)
 //                with eps_inside_sqrt); then, per parameter tensor,
 //                p -= lr * sqrt(bc2) / bc1 * trust * u.
@@ -39,32 +38,31 @@ namespace zerotrain::kernels {
 /// The element types a kernel reads gradients in and writes parameter copies in.
 enum class DType : int32_t { kFloat32 = 0, kBFloat16 = 1, kFloat16 = 2 };
 
-/// Adam's weight decay: added to the gradient (Adam, L2) or to the update (AdamW).
-enum class AdamMode : int32_t { kL2 = 0, kDecoupled = 1 };
-
-/// The scalars of one Adam step, computed once on the host (AdamScalars::make
-/// in src/optim/fused_optimizer.cpp) and passed by value.
+/// The scalars of one Adam step, computed once on the host (adam_scalars() in
+/// src/optim/fused_optimizer.cpp) and passed by value. The bias corrections
+/// are folded into two factors, as DeepSpeed's CPU Adam does, so an element
+/// costs one square root and one division.
 struct AdamScalars {
-  float lr;
   float beta1;
   float beta2;
   float one_minus_beta1;
   float one_minus_beta2;
   float eps;
-  float weight_decay;
-  float bias_correction1;       // 1 - beta1^t, or 1 without bias correction
-  float bias_correction2_sqrt;  // sqrt(1 - beta2^t), or 1
-  AdamMode mode;
+  float step_size;              // lr / (1 - beta1^t); lr without bias correction
+  float inv_bias_correction2;   // 1 / sqrt(1 - beta2^t); 1 without bias correction
+  // Adam's weight decay goes into the gradient (L2) or into the update
+  // (AdamW, decoupled, as lr * wd); the other one is 0. Multiplies instead of
+  // a branch keep the loop free of control flow, which the CPU vectoriser needs.
+  float weight_decay_l2;
+  float lr_weight_decay_decoupled;
 };
 
 ZT_HOST_DEVICE void adam_update(float& p, float& m, float& v, float g, const AdamScalars& s) {
-  if (s.mode == AdamMode::kL2) g = g + s.weight_decay * p;
+  g = g + s.weight_decay_l2 * p;
   m = s.beta1 * m + s.one_minus_beta1 * g;
   v = s.beta2 * v + s.one_minus_beta2 * (g * g);
-  const float denom = sqrtf(v) / s.bias_correction2_sqrt + s.eps;
-  float u = (m / s.bias_correction1) / denom;
-  if (s.mode == AdamMode::kDecoupled) u = u + s.weight_decay * p;
-  p = p - s.lr * u;
+  const float denom = sqrtf(v) * s.inv_bias_correction2 + s.eps;
+  p = p - (s.step_size * (m / denom) + s.lr_weight_decay_decoupled * p);
 }
 
 /// The scalars of LAMB's first stage (moments and the raw update).

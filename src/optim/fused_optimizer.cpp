@@ -38,18 +38,19 @@ StepControl StepControl::make(const c10::Device& device, double inv_scale) {
 kernels::AdamScalars adam_scalars(const StepHyperParams& h, int64_t step) {
   TORCH_CHECK(step >= 1, "zerotrain optimizer: step counts from 1, got ", step);
   const double t = static_cast<double>(step);
+  const double bc1 = h.bias_correction ? 1.0 - std::pow(h.beta1, t) : 1.0;
+  const double bc2 = h.bias_correction ? 1.0 - std::pow(h.beta2, t) : 1.0;
+  const bool l2 = h.weight_decay_mode == WeightDecayMode::kL2;
   kernels::AdamScalars s{};
-  s.lr = static_cast<float>(h.lr);
   s.beta1 = static_cast<float>(h.beta1);
   s.beta2 = static_cast<float>(h.beta2);
   s.one_minus_beta1 = static_cast<float>(1.0 - h.beta1);
   s.one_minus_beta2 = static_cast<float>(1.0 - h.beta2);
   s.eps = static_cast<float>(h.eps);
-  s.weight_decay = static_cast<float>(h.weight_decay);
-  s.bias_correction1 = h.bias_correction ? static_cast<float>(1.0 - std::pow(h.beta1, t)) : 1.0f;
-  s.bias_correction2_sqrt = h.bias_correction ? static_cast<float>(std::sqrt(1.0 - std::pow(h.beta2, t))) : 1.0f;
-  s.mode = h.weight_decay_mode == WeightDecayMode::kL2 ? kernels::AdamMode::kL2
-                                                       : kernels::AdamMode::kDecoupled;
+  s.step_size = static_cast<float>(h.lr / bc1);
+  s.inv_bias_correction2 = static_cast<float>(1.0 / std::sqrt(bc2));
+  s.weight_decay_l2 = l2 ? static_cast<float>(h.weight_decay) : 0.0f;
+  s.lr_weight_decay_decoupled = l2 ? 0.0f : static_cast<float>(h.lr * h.weight_decay);
   return s;
 }
 

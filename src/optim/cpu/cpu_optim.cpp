@@ -45,8 +45,7 @@ IsaSelection measure_isas() {
   a.exp_avg = buf.get() + 2 * kProbe;
   a.exp_avg_sq = buf.get() + 3 * kProbe;
   a.inv_scale = 1.0f;
-  a.scalars = {1e-6f, 0.9f, 0.999f, 0.1f, 0.001f, 1e-8f, 0.0f, 1.0f, 1.0f,
-               kernels::AdamMode::kDecoupled};
+  a.scalars = {0.9f, 0.999f, 0.1f, 0.001f, 1e-8f, 1e-6f, 1.0f, 0.0f, 1e-8f};
   IsaSelection sel{Isa::kScalar, "measured", {}};
   const std::vector<Isa> isas = supported_isas();
   for (Isa isa : isas) sel.timings.push_back({isa, 1e30});
