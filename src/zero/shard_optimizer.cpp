@@ -10,7 +10,6 @@
 #include <c10/core/GradMode.h>
 #include <c10/util/Exception.h>
 
-
 namespace zerotrain::zero {
 
 double global_grad_norm_sq(const std::vector<FlatParamGroup>& groups, Communicator& comm) {
