@@ -100,10 +100,11 @@ SquaredNorms lamb_prepare_loop(const LambPrepareArgs& a, int64_t begin, int64_t 
   const float inv_scale = a.inv_scale;
   double acc_p[kLanes] = {};
   double acc_u[kLanes] = {};
-  int64_t i = begin;
-  for (; i + kLanes <= end; i += kLanes) {
+  // Element i + j goes to lane j; the last block may be shorter.
+  for (int64_t i = begin; i < end; i += kLanes) {
+    const int width = static_cast<int>(end - i < kLanes ? end - i : kLanes);
 #pragma omp simd
-    for (int j = 0; j < kLanes; ++j) {
+    for (int j = 0; j < width; ++j) {
       const int64_t k = i + j;
       float mk = m[k], vk = v[k];
       const float uk = kernels::lamb_prepare_element(p[k], mk, vk, G::load(g, k) * inv_scale, s);
@@ -113,15 +114,6 @@ SquaredNorms lamb_prepare_loop(const LambPrepareArgs& a, int64_t begin, int64_t 
       acc_p[j] += static_cast<double>(p[k]) * p[k];
       acc_u[j] += static_cast<double>(uk) * uk;
     }
-  }
-  for (int j = 0; i < end; ++i, ++j) {
-    float mi = m[i], vi = v[i];
-    const float ui = kernels::lamb_prepare_element(p[i], mi, vi, G::load(g, i) * inv_scale, s);
-    m[i] = mi;
-    v[i] = vi;
-    u[i] = ui;
-    acc_p[j] += static_cast<double>(p[i]) * p[i];
-    acc_u[j] += static_cast<double>(ui) * ui;
   }
   return {sum_lanes(acc_p), sum_lanes(acc_u)};
 }
@@ -163,17 +155,13 @@ template <class G>
 double sum_squares_loop(const void* x, int64_t begin, int64_t end) {
   const typename G::T* __restrict__ data = static_cast<const typename G::T*>(x);
   double acc[kLanes] = {};
-  int64_t i = begin;
-  for (; i + kLanes <= end; i += kLanes) {
+  for (int64_t i = begin; i < end; i += kLanes) {
+    const int width = static_cast<int>(end - i < kLanes ? end - i : kLanes);
 #pragma omp simd
-    for (int j = 0; j < kLanes; ++j) {
+    for (int j = 0; j < width; ++j) {
       const double d = G::load(data, i + j);
       acc[j] += d * d;
     }
-  }
-  for (int j = 0; i < end; ++i, ++j) {
-    const double d = G::load(data, i);
-    acc[j] += d * d;
   }
   return sum_lanes(acc);
 }
