@@ -9,6 +9,7 @@
 //     engine.step();                      // updates only at the accumulation boundary
 //   }
 
+#include <zerotrain/checkpoint.h>
 #include <zerotrain/comm.h>
 #include <zerotrain/config.h>
 
@@ -170,6 +171,23 @@ class Engine {
   PhaseTimes timers() const;
   /// Times `phase` (usually kForward) until the returned object is destroyed.
   PhaseTimer time(Phase phase);
+
+  /// Collective: every rank calls it, between optimizer steps (not inside an
+  /// accumulation window). Writes `<dir>/<tag>/` (tag default
+  /// "global_step<N>") atomically, then points `<dir>/latest` at it. Returns
+  /// the tag directory. See docs/checkpoints.md.
+  std::string save_checkpoint(const std::string& dir, const std::string& tag = "",
+                              const SaveCheckpointOptions& options = {});
+  /// Collective. Loads `tag` (default: the one `<dir>/latest` names) saved at
+  /// any world size and ZeRO stage, re-sharding as needed. Every file is
+  /// verified before anything changes. Returns nullopt, with a warning, when
+  /// no tag is given and `<dir>/latest` does not exist (as DeepSpeed does).
+  std::optional<LoadedCheckpoint> load_checkpoint(const std::string& dir, const std::string& tag = "",
+                                                  const LoadCheckpointOptions& options = {});
+  /// Collective. Rank 0 writes the full model (parameters and buffers, in the
+  /// model dtype) to `<dir>/<filename>`: safetensors when the name ends in
+  /// ".safetensors", otherwise torch.save's format. Returns the path.
+  std::string save_16bit_model(const std::string& dir, const std::string& filename = "pytorch_model.bin");
 
   /// Internal: use initialize().
   explicit Engine(std::unique_ptr<detail::EngineState> state);

@@ -22,6 +22,7 @@ std::vector<int64_t> numels_of(const std::vector<at::Tensor>& params) {
 
 FlatParamGroup::FlatParamGroup(GroupSpec spec, const GroupPlacement& placement, Communicator& comm)
     : spec_(std::move(spec)),
+      placement_(placement),
       policy_(placement.policy),
       layout_(GroupLayout::build(numels_of(spec_.params), placement.world_size, placement.rank,
                                  placement.policy, placement.bucket_numel, placement.align)) {

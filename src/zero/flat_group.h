@@ -58,6 +58,8 @@ class FlatParamGroup {
   double lr() const noexcept { return spec_.lr; }
   double weight_decay() const noexcept { return spec_.weight_decay; }
   bool grads_sharded() const noexcept { return policy_.gradients; }
+  /// What the layout was built from; a checkpoint rebuilds every rank's layout with it.
+  const GroupPlacement& placement() const noexcept { return placement_; }
 
   const at::Tensor& flat_params() const noexcept { return flat_params_; }
   /// Stages 0/1: the full gradient buffer; undefined for stage 2.
@@ -93,6 +95,7 @@ class FlatParamGroup {
 
  private:
   GroupSpec spec_;
+  GroupPlacement placement_;
   ShardingPolicy policy_;
   GroupLayout layout_;
   at::Tensor flat_params_;

@@ -1,0 +1,286 @@
+// Checkpoints across processes: bit-for-bit resume on 2 ranks, loading onto
+// another world size and stage (the state after loading is the saved state
+// bit for bit, and training goes on to match an uninterrupted run), export
+// read back by Python, and saves killed at random moments.
+
+#include "checkpoint_util.h"
+#include "comm/worker_util.h"
+#include "engine/training.h"
+#include "support/multiprocess.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <random>
+#include <thread>
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char** environ;
+
+namespace zerotrain::testing {
+namespace {
+
+using checkpoint::PieceState;
+
+constexpr int64_t kGlobalBatch = 8;
+constexpr int kSaveAt = 4, kSteps = 8;
+
+std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+Config case_config(int stage, const std::string& dtype, int world) {
+  return test_config(stage, dtype, kGlobalBatch / world, 1, 0.0);
+}
+
+std::map<std::string, at::Tensor> snapshot(const torch::nn::Module& m) {
+  std::map<std::string, at::Tensor> out;
+  for (const auto& p : m.named_parameters()) out.emplace(p.key(), p.value().detach().clone());
+  return out;
+}
+
+// Phase 1 of a job: train kSaveAt steps from the reference's initial weights, save "saved".
+ZT_WORKER(ckpt_save_phase) {
+  auto comm = init_distributed();
+  const int stage = std::stoi(env("CKPT_STAGE"));
+  const std::string dtype = env("CKPT_DTYPE"), dir = env("CKPT_DIR");
+  auto model = make_model(ModelKind::kMlp);
+  const Data data = make_data(*model, kSteps, kGlobalBatch);
+  InitOptions io;
+  io.communicator = comm;
+  Engine e = initialize(model, case_config(stage, dtype, comm->world_size()), io);
+  for (int s = 0; s < kSaveAt; ++s) engine_step(e, *model, data, s, kGlobalBatch / comm->world_size());
+  e.save_checkpoint(dir, "saved");
+  e.save_16bit_model(dir, "live_model.bin");  // the live module: export must equal it
+  return 0;
+}
+
+// Phase 2: another world size and stage loads "saved"; the state it holds is
+// re-saved and compared bit for bit; then training continues and is compared
+// with an uninterrupted single-process run.
+ZT_WORKER(ckpt_load_phase) {
+  auto comm = init_distributed();
+  RankChecks checks(comm->rank());
+  const int stage = std::stoi(env("CKPT_STAGE"));
+  const std::string dtype = env("CKPT_DTYPE"), dir = env("CKPT_DIR");
+  const int n = comm->world_size();
+  auto model = make_model(ModelKind::kMlp, /*seed=*/1234);
+  const Data data = make_data(*model, kSteps, kGlobalBatch);
+  InitOptions io;
+  io.communicator = comm;
+  const Config config = case_config(stage, dtype, n);
+  Engine e = initialize(model, config, io);
+  const auto loaded = e.load_checkpoint(dir);
+  checks.require(loaded.has_value() && loaded->tag == "saved", "load 'saved'");
+  checks.require(e.global_steps() == kSaveAt, "global steps restored");
+  e.save_checkpoint(dir, "resaved_n" + std::to_string(n));
+  if (comm->rank() == 0) {
+    std::vector<PieceState> states{PieceState::kMaster, PieceState::kExpAvg, PieceState::kExpAvgSq};
+    if (dtype != "fp32") states.push_back(PieceState::kModel);
+    for (PieceState st : states) {
+      const auto a = full_state(checkpoint::join_path(dir, "saved"), st);
+      const auto b = full_state(checkpoint::join_path(dir, "resaved_n" + std::to_string(n)), st);
+      checks.require(a.size() == b.size(), "same parameters");
+      for (const auto& [name, t] : a)
+        checks.require(b.count(name) && same_bits(t, b.at(name)),
+                       std::string("re-sharded ") + to_string(st) + " of " + name + " differs");
+    }
+  }
+  for (int s = kSaveAt; s < kSteps; ++s) engine_step(e, *model, data, s, kGlobalBatch / n);
+  if (dtype == "fp32") {
+    auto reference = make_model(ModelKind::kMlp);
+    reference_train(*reference, config, data, kSteps);
+    const auto got = snapshot(*model);
+    for (const auto& item : reference->named_parameters())
+      checks.elementwise(got.at(item.key()), item.value(), 1e-5, 1e-6, "after resume: " + item.key());
+  }
+  return checks.exit_code();
+}
+
+// Bit-for-bit resume on 2 ranks: phase A trains 8 steps with a save at 4;
+// phase B loads at 4 and trains to 8; rank by rank the parameters agree.
+ZT_WORKER(ckpt_resume_two_ranks) {
+  auto comm = init_distributed();
+  RankChecks checks(comm->rank());
+  const std::string dir = env("CKPT_DIR");
+  for (int stage : {0, 1, 2})
+    for (const char* dtype : {"fp32", "bf16", "fp16"}) {
+      const std::string what = "stage " + std::to_string(stage) + " " + dtype;
+      const std::string sub = checkpoint::join_path(dir, std::to_string(stage) + dtype);
+      const Config config = test_config(stage, dtype, 2, 2, 1.0);
+      InitOptions io;
+      io.communicator = comm;
+      auto ma = make_model(ModelKind::kTransformer);
+      const Data data = make_data(*ma, kSteps, 2 * 2 * comm->world_size());
+      Engine a = initialize(ma, config, io);
+      for (int s = 0; s < kSteps; ++s) {
+        if (s == kSaveAt) a.save_checkpoint(sub);
+        engine_step(a, *ma, data, s, 2);
+      }
+      auto mb = make_model(ModelKind::kTransformer, 99);
+      Engine b = initialize(mb, config, io);
+      b.load_checkpoint(sub);
+      for (int s = kSaveAt; s < kSteps; ++s) engine_step(b, *mb, data, s, 2);
+      const auto pa = snapshot(*ma), pb = snapshot(*mb);
+      for (const auto& [name, t] : pa) checks.require(same_bits(t, pb.at(name)), what + ": " + name);
+      checks.require(a.loss_scale() == b.loss_scale() && a.global_steps() == b.global_steps(),
+                     what + ": counters");
+    }
+  return checks.exit_code();
+}
+
+void run_phase(const std::string& worker, int world, int stage, const std::string& dtype,
+               const std::string& dir) {
+  RankJob job;
+  job.world_size = world;
+  job.worker = worker;
+  job.timeout = std::chrono::seconds(120);
+  job.env = {{"CKPT_STAGE", std::to_string(stage)}, {"CKPT_DTYPE", dtype}, {"CKPT_DIR", dir}};
+  const auto results = run_ranks(job);
+  ASSERT_TRUE(all_ranks_succeeded(results)) << worker << " N=" << world << " stage " << stage << " " << dtype;
+}
+
+TEST(Checkpoint, ResumesBitwiseOnTwoRanksEveryStageAndDtype) {
+  TempDir dir;
+  RankJob job;
+  job.world_size = 2;
+  job.worker = "ckpt_resume_two_ranks";
+  job.timeout = std::chrono::seconds(200);
+  job.env = {{"CKPT_DIR", dir.path()}};
+  EXPECT_TRUE(all_ranks_succeeded(run_ranks(job)));
+}
+
+struct Reshard {
+  int from_world, from_stage, to_world, to_stage;
+  const char* dtype;
+};
+
+TEST(Checkpoint, LoadsOntoAnotherWorldSizeAndStage) {
+  for (const Reshard r : {Reshard{2, 2, 4, 1, "fp32"}, Reshard{4, 1, 1, 2, "fp32"}, Reshard{1, 0, 2, 2, "fp32"},
+                          Reshard{2, 2, 2, 0, "fp32"}, Reshard{2, 2, 4, 2, "bf16"}}) {
+    SCOPED_TRACE("N=" + std::to_string(r.from_world) + " stage " + std::to_string(r.from_stage) + " -> N=" +
+                 std::to_string(r.to_world) + " stage " + std::to_string(r.to_stage) + " " + r.dtype);
+    TempDir dir;
+    run_phase("ckpt_save_phase", r.from_world, r.from_stage, r.dtype, dir.path());
+    run_phase("ckpt_load_phase", r.to_world, r.to_stage, r.dtype, dir.path());
+  }
+}
+
+// Export of a 4-rank stage-1 checkpoint: the full weights under the model's
+// names, equal to what the live module held; read back in C++ here and by
+// Python's safetensors and torch.load in read_export.py.
+TEST(Checkpoint, ExportsConsolidatedWeightsThatPythonReads) {
+  TempDir dir;
+  run_phase("ckpt_save_phase", 4, 1, "fp32", dir.path());
+  ExportOptions o;
+  const ExportReport st = export_checkpoint(dir.path(), dir / "model.safetensors", o);
+  EXPECT_EQ(st.tensors, 6);
+  o.format = ExportFormat::kTorch;
+  export_checkpoint(dir.path(), dir / "model.pt", o);
+  o.dtype = DType::kBFloat16;
+  o.format = ExportFormat::kSafetensors;
+  export_checkpoint(dir.path(), dir / "model_bf16.safetensors", o);
+
+  // In C++: the export equals the assembled master weights.
+  const auto master = full_state(dir / "saved", PieceState::kMaster);
+  const checkpoint::InputFile f(dir / "model.safetensors");
+  const checkpoint::SafetensorsHeader h = checkpoint::read_safetensors_header(f);
+  for (const auto& [name, t] : master) {
+    const checkpoint::TensorRecord* r = h.find(name);
+    ASSERT_NE(r, nullptr) << name;
+    at::Tensor back = at::empty(t.sizes(), at::kFloat);
+    f.read_at(h.data_start + r->begin, back.data_ptr(), back.nbytes());
+    EXPECT_TRUE(same_bits(back, t)) << name;
+  }
+  // The CLI does the same.
+  const std::string cmd = std::string(ZEROTRAIN_CLI_PATH) + " checkpoint export " + dir.path() + " --out " +
+                          (dir / "cli.safetensors") + " > /dev/null";
+  EXPECT_EQ(std::system(cmd.c_str()), 0);
+  EXPECT_EQ(checkpoint::read_small_file(dir / "cli.safetensors"), checkpoint::read_small_file(dir / "model.safetensors"));
+
+  const std::string py = std::string(ZEROTRAIN_PYTHON) + " " + ZEROTRAIN_TESTS_DIR + "/checkpoint/read_export.py " +
+                         dir.path();
+  ASSERT_FALSE(std::string(ZEROTRAIN_PYTHON).empty()) << "no Python with torch and safetensors was found";
+  EXPECT_EQ(std::system(py.c_str()), 0) << py;
+}
+
+// ---- Killed saves -------------------------------------------------------------
+
+struct Wide : TestModel {
+  torch::nn::Linear l1{nullptr}, l2{nullptr}, l3{nullptr};
+  Wide() {
+    l1 = register_module("l1", torch::nn::Linear(6, 1024));
+    l2 = register_module("l2", torch::nn::Linear(1024, 1024));
+    l3 = register_module("l3", torch::nn::Linear(1024, 3));
+  }
+  at::Tensor forward(const at::Tensor& x) override { return l3->forward(torch::tanh(l2->forward(l1->forward(x)))); }
+  std::vector<int64_t> input_shape(int64_t b) const override { return {b, 6}; }
+  std::vector<int64_t> output_shape(int64_t b) const override { return {b, 3}; }
+};
+
+// Saves forever, cycling through three tags (so tags get replaced too),
+// after marking that the first save is complete. The parent kills it.
+ZT_WORKER(ckpt_save_forever) {
+  const std::string dir = env("CKPT_DIR");
+  auto model = std::make_shared<Wide>();
+  InitOptions io;
+  io.communicator = one_rank_communicator();
+  Engine e = initialize(model, test_config(1, "bf16", 4, 1, 0.0), io);
+  const Data data = make_data(*model, 1, 4);
+  for (int k = 0;; ++k) {
+    engine_step(e, *model, data, 0, 4);
+    e.save_checkpoint(dir, "t" + std::to_string(k % 3));
+    if (k == 0) checkpoint::write_file_atomically(checkpoint::join_path(dir, "ready"), "1");
+  }
+}
+
+TEST(Checkpoint, SavesKilledAtRandomMomentsLeaveTheLastCompleteOneLoadable) {
+  std::mt19937 rng(20261123);
+  int landed_mid_save = 0;
+  constexpr int kTrials = 8;
+  for (int trial = 0; trial < kTrials; ++trial) {
+    TempDir dir;
+    std::vector<std::string> env_vars{"ZEROTRAIN_TEST_WORKER=ckpt_save_forever", "CKPT_DIR=" + dir.path()};
+    for (char** e = environ; *e; ++e)
+      if (std::strncmp(*e, "ZEROTRAIN_TEST_WORKER=", 22) != 0) env_vars.emplace_back(*e);
+    std::vector<char*> envp;
+    for (auto& s : env_vars) envp.push_back(s.data());
+    envp.push_back(nullptr);
+    std::string exe = self_executable();
+    char* argv[] = {exe.data(), nullptr};
+    pid_t pid = 0;
+    ASSERT_EQ(posix_spawn(&pid, exe.c_str(), nullptr, nullptr, argv, envp.data()), 0);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (!checkpoint::path_exists(dir / "ready") && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, 400000)(rng)));
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    ASSERT_TRUE(checkpoint::path_exists(dir / "ready")) << "trial " << trial << ": the child never saved";
+    for (const char* t : {".t0.partial", ".t1.partial", ".t2.partial"})
+      if (checkpoint::path_exists(dir / t)) ++landed_mid_save;
+
+    const CheckpointInfo info = inspect_checkpoint(dir.path());
+    EXPECT_TRUE(info.all_ok()) << "trial " << trial << "\n" << info.to_string();
+    for (const std::string& tag : info.tags)
+      EXPECT_TRUE(inspect_checkpoint(dir.path(), tag).all_ok()) << "trial " << trial << " tag " << tag;
+    auto model = std::make_shared<Wide>();
+    InitOptions io;
+    io.communicator = one_rank_communicator();
+    Engine e = initialize(model, test_config(1, "bf16", 4, 1, 0.0), io);
+    const auto loaded = e.load_checkpoint(dir.path());
+    ASSERT_TRUE(loaded.has_value()) << "trial " << trial;
+    EXPECT_EQ(loaded->tag, info.latest);
+  }
+  std::printf("%d of %d kills landed while a save was being written\n", landed_mid_save, kTrials);
+  EXPECT_GE(landed_mid_save, 1) << "no kill landed inside a save: the test did not exercise it";
+}
+
+}  // namespace
+}  // namespace zerotrain::testing
