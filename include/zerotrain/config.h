@@ -292,7 +292,6 @@ struct CheckpointConfig {
   TagValidation tag_validation = TagValidation::kWarn;
   /// Accepted for compatibility: zerotrain checkpoints always load on any world size.
   bool load_universal = false;
-  bool use_node_local_storage = false;
 };
 
 /// zerotrain extension: `"comm": {"timeout_s": 600, "check_collectives": false}`,

@@ -127,9 +127,6 @@ std::string Engine::save_checkpoint(const std::string& dir, const std::string& t
               "zerotrain: save_checkpoint() inside an accumulation window (micro step ", s.micro_steps,
               ", gradient_accumulation_steps ", s.gas(), ") would drop the accumulated gradients; "
               "save after the boundary step()");
-  TORCH_CHECK(!s.config.checkpoint().use_node_local_storage,
-              "zerotrain: checkpoint.use_node_local_storage is not implemented: every rank writes "
-              "into one directory that all ranks see (a shared file system)");
   const std::string tag = tag_in.empty() ? "global_step" + std::to_string(s.global_steps) : tag_in;
   check_tag(tag);
   validate_tag(s, tag);

@@ -5,6 +5,7 @@
 // Offline readers of a checkpoint directory (include/zerotrain/checkpoint.h).
 // inspect exits 1 when a file fails verification; both exit 2 on bad input.
 
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -62,6 +63,17 @@ int run_inspect(const InspectArgs& a) {
   return info.all_ok() ? kExitOk : kExitVerificationFailed;
 }
 
+// A field of /proc/self/status in bytes ("VmRSS", "VmHWM"), or -1. VmHWM is
+// the peak of this process image only (getrusage's maxrss also counts the
+// image of the process that launched us).
+int64_t proc_status_bytes(const std::string& field) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(field + ":", 0) == 0) return std::stoll(line.substr(field.size() + 1)) * 1024;
+  return -1;
+}
+
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
@@ -72,9 +84,12 @@ int run_export(const ExportArgs& a) {
   o.dtype = a.dtype == "bf16" ? DType::kBFloat16 : a.dtype == "fp16" ? DType::kFloat16 : DType::kFloat32;
   const std::string format = !a.format.empty() ? a.format : ends_with(a.out, ".safetensors") ? "safetensors" : "torch";
   o.format = format == "torch" ? ExportFormat::kTorch : ExportFormat::kSafetensors;
+  const int64_t resident_before = proc_status_bytes("VmRSS");
   const ExportReport r = export_checkpoint(a.dir, a.out, o);
   std::cout << "wrote " << r.path << ": " << r.tensors << " tensors, " << r.bytes << " bytes (" << format
-            << ", " << a.dtype << "); largest tensor in memory: " << r.largest_tensor_bytes << " bytes\n";
+            << ", " << a.dtype << "); largest tensor in memory: " << r.largest_tensor_bytes << " bytes\n"
+            << "memory: resident " << resident_before << " bytes before the export, peak "
+            << proc_status_bytes("VmHWM") << " bytes\n";
   return kExitOk;
 }
 

@@ -55,7 +55,9 @@ void parse_misc(ObjectReader& root, Sections& out) {
                                    {"Fail", TagValidation::kFail}},
                                   /*case_insensitive=*/true);
     c.load_universal = r.get_bool("load_universal", false);
-    c.use_node_local_storage = r.get_bool("use_node_local_storage", false);
+    r.unsupported_unless("use_node_local_storage", false,
+                         "node-local checkpoint storage (zerotrain writes every rank's file into one "
+                         "directory that all ranks see)");
     r.unsupported_unless("checkpoint_serialization", true, "the legacy torch.save serialization switch");
     r.unsupported_unless("writer", nullptr, "DeepSpeed's FastPersist checkpoint writers");
     ObjectReader pw = r.child("parallel_write");

@@ -193,8 +193,7 @@ json sections_to_json(const Sections& s, const std::vector<std::string>& unresol
                     : s.checkpoint.tag_validation == TagValidation::kIgnore ? "Ignore"
                                                                             : "Fail";
   doc["checkpoint"] = {{"tag_validation", tag},
-                       {"load_universal", s.checkpoint.load_universal},
-                       {"use_node_local_storage", s.checkpoint.use_node_local_storage}};
+                       {"load_universal", s.checkpoint.load_universal}};
   doc["comm"] = {{"timeout_s", s.comm.timeout_s}, {"check_collectives", s.comm.check_collectives}};
   doc["zero_allow_untested_optimizer"] = s.zero_allow_untested_optimizer;
   doc["zero_force_ds_cpu_optimizer"] = s.zero_force_ds_cpu_optimizer;

@@ -203,6 +203,16 @@ TEST(Checkpoint, ExportsConsolidatedWeightsThatPythonReads) {
   EXPECT_EQ(std::system(cmd.c_str()), 0);
   EXPECT_EQ(checkpoint::read_small_file(dir / "cli.safetensors"), checkpoint::read_small_file(dir / "model.safetensors"));
 
+  // inspect: 0 when every checksum verifies, 1 naming the file when one does not.
+  const std::string inspect = std::string(ZEROTRAIN_CLI_PATH) + " checkpoint inspect " + dir.path();
+  EXPECT_EQ(std::system((inspect + " > /dev/null").c_str()), 0);
+  flip_byte(dir / "saved/rank_00002.safetensors", 100);
+  const int status = std::system((inspect + " > " + (dir / "inspect.txt")).c_str());
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status;
+  const std::string report = checkpoint::read_small_file(dir / "inspect.txt");
+  EXPECT_NE(report.find("rank_00002.safetensors"), std::string::npos) << report;
+  EXPECT_NE(report.find("VERIFICATION FAILED"), std::string::npos) << report;
+
   const std::string py = std::string(ZEROTRAIN_PYTHON) + " " + ZEROTRAIN_TESTS_DIR + "/checkpoint/read_export.py " +
                          dir.path();
   ASSERT_FALSE(std::string(ZEROTRAIN_PYTHON).empty()) << "no Python with torch and safetensors was found";
