@@ -22,6 +22,7 @@ debian_packages=(
   nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libxxhash-dev
   libgtest-dev libgmock-dev pybind11-dev python3-venv
   libgloo-dev openmpi-bin
+  zlib1g-dev dataset-fashion-mnist
 )
 missing=()
 for p in "${debian_packages[@]}"; do
