@@ -49,7 +49,8 @@ Args parse(int argc, char** argv) {
 // An IDX file (gzip-compressed): big-endian magic, dimension sizes, then uint8 data.
 at::Tensor read_idx(const std::string& path) {
   gzFile f = gzopen(path.c_str(), "rb");
-  if (f == nullptr) throw std::runtime_error("train_mnist: cannot open " + path + " (apt install dataset-fashion-mnist)");
+  if (f == nullptr)
+    throw std::runtime_error("train_mnist: cannot open " + path + " (apt install dataset-fashion-mnist)");
   std::vector<unsigned char> bytes;
   unsigned char buf[1 << 16];
   int n;
@@ -57,7 +58,8 @@ at::Tensor read_idx(const std::string& path) {
   gzclose(f);
   const auto be32 = [&](size_t at) {
     if (at + 4 > bytes.size()) throw std::runtime_error("train_mnist: " + path + " is truncated");
-    return (int64_t(bytes[at]) << 24) | (int64_t(bytes[at + 1]) << 16) | (int64_t(bytes[at + 2]) << 8) | bytes[at + 3];
+    return (int64_t(bytes[at]) << 24) | (int64_t(bytes[at + 1]) << 16) | (int64_t(bytes[at + 2]) << 8) |
+           int64_t(bytes[at + 3]);
   };
   if (bytes.size() < 4 || bytes[0] != 0 || bytes[1] != 0 || bytes[2] != 0x08)
     throw std::runtime_error("train_mnist: " + path + " is not an IDX file of uint8");
@@ -66,7 +68,8 @@ at::Tensor read_idx(const std::string& path) {
   const size_t offset = 4 + 4 * shape.size();
   int64_t numel = 1;
   for (int64_t s : shape) numel *= s;
-  if (bytes.size() != offset + size_t(numel)) throw std::runtime_error("train_mnist: " + path + " has the wrong size");
+  if (bytes.size() != offset + size_t(numel))
+    throw std::runtime_error("train_mnist: " + path + " has the wrong size");
   return torch::from_blob(bytes.data() + offset, shape, torch::kUInt8).clone();
 }
 
@@ -146,7 +149,9 @@ int main(int argc, char** argv) try {
     }
   }
   if (accuracy < a.min_accuracy) {
-    if (rank == 0) std::fprintf(stderr, "train_mnist: test accuracy %.4f is below --min-accuracy %.4f\n", accuracy, a.min_accuracy);
+    if (rank == 0)
+      std::fprintf(stderr, "train_mnist: test accuracy %.4f is below --min-accuracy %.4f\n", accuracy,
+                   a.min_accuracy);
     return 1;
   }
   return 0;

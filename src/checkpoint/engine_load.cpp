@@ -203,8 +203,8 @@ Staged plan_and_read(const detail::EngineState& s, const Manifest& m, const std:
 
 std::string latest_tag(const std::string& dir) {
   const std::string path = join_path(dir, kLatestFile);
-  TORCH_CHECK(path_exists(path), "zerotrain: '", path, "' does not exist: no complete checkpoint was saved in '",
-              dir, "' (or give a tag)");
+  TORCH_CHECK(path_exists(path), "zerotrain: '", path,
+              "' does not exist: no complete checkpoint was saved in '", dir, "' (or give a tag)");
   std::string tag = read_small_file(path, 4096);
   while (!tag.empty() && std::isspace(static_cast<unsigned char>(tag.back()))) tag.pop_back();
   TORCH_CHECK(!tag.empty(), "zerotrain: '", path, "' is empty");

@@ -57,7 +57,8 @@ class Files {
     auto it = open_.find(name);
     if (it != open_.end()) return it->second;
     const FileEntry* e = m_.file(name);
-    TORCH_CHECK(e != nullptr, "zerotrain: '", join_path(tag_dir_, kManifestFile), "' lists no file '", name, "'");
+    TORCH_CHECK(e != nullptr, "zerotrain: '", join_path(tag_dir_, kManifestFile), "' lists no file '", name,
+                "'");
     Open o;
     o.file = std::make_unique<InputFile>(open_checked(tag_dir_, *e));
     o.header = read_safetensors_header(*o.file);
@@ -125,7 +126,8 @@ ExportReport export_checkpoint(const std::string& dir, const std::string& out, c
                    {piece_tensor_name(PieceState::kMaster, p.name, piece.offset), at::kFloat, {piece.numel}},
                    base + piece.offset * 4);
       at::Tensor t = dtype == at::kFloat ? full : full.to(dtype);
-      report.largest_tensor_bytes = std::max<uint64_t>(report.largest_tensor_bytes, full.nbytes() + (t.is_same(full) ? 0 : t.nbytes()));
+      const uint64_t held = full.nbytes() + (t.is_same(full) ? 0 : t.nbytes());
+      report.largest_tensor_bytes = std::max<uint64_t>(report.largest_tensor_bytes, held);
       emit(specs[k++], t);
     }
   for (; k < specs.size(); ++k) {
