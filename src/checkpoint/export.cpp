@@ -16,6 +16,7 @@
 #include "checkpoint/reader.h"
 #include "checkpoint/safetensors.h"
 #include "checkpoint/torch_format.h"
+#include "precision/scalar_type.h"
 
 #include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
@@ -30,14 +31,7 @@ using namespace checkpoint;
 
 namespace {
 
-at::ScalarType scalar_type(DType d) {
-  switch (d) {
-    case DType::kFloat16: return at::kHalf;
-    case DType::kBFloat16: return at::kBFloat16;
-    case DType::kFloat32: return at::kFloat;
-  }
-  return at::kFloat;
-}
+using precision::scalar_type;
 
 std::string resolve(const std::string& dir, const std::string& tag) {
   const std::string t = tag.empty() ? latest_tag(dir) : tag;

@@ -6,6 +6,7 @@
 #include <zerotrain/engine.h>
 
 #include "engine/engine_state.h"
+#include "precision/scalar_type.h"
 
 #include <c10/core/GradMode.h>
 #include <c10/core/ScalarType.h>
@@ -19,14 +20,7 @@ namespace zerotrain {
 
 namespace {
 
-at::ScalarType scalar_type(DType d) {
-  switch (d) {
-    case DType::kFloat16: return at::kHalf;
-    case DType::kBFloat16: return at::kBFloat16;
-    case DType::kFloat32: return at::kFloat;
-  }
-  return at::kFloat;
-}
+using precision::scalar_type;
 
 void config_error(const Config& c, const std::string& path, const std::string& message) {
   throw ConfigError(c.source(), {{path, message}});

@@ -8,8 +8,10 @@
 #include "checkpoint/safetensors.h"
 
 #include <ATen/ATen.h>
+#include <torch/nn/module.h>
 
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <string>
 
@@ -67,6 +69,23 @@ inline std::map<std::string, at::Tensor> full_state(const std::string& tag_dir, 
       }
       out.emplace(p.name, t.view(p.shape));
     }
+  return out;
+}
+
+/// The message of the c10::Error `fn` throws (without backtrace), or "" when it does not throw.
+inline std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const c10::Error& e) {
+    return e.what_without_backtrace();
+  }
+  return "";
+}
+
+/// A copy of every parameter of `m`, by name.
+inline std::map<std::string, at::Tensor> snapshot(const torch::nn::Module& m) {
+  std::map<std::string, at::Tensor> out;
+  for (const auto& p : m.named_parameters()) out.emplace(p.key(), p.value().detach().clone());
   return out;
 }
 

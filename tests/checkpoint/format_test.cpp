@@ -15,15 +15,6 @@ namespace {
 
 using namespace checkpoint;
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const c10::Error& e) {
-    return e.what_without_backtrace();
-  }
-  return "";
-}
-
 TEST(Safetensors, RoundTripsAndChecksumMatchesTheFile) {
   TempDir dir;
   const std::string path = dir / "t.safetensors";

@@ -38,12 +38,6 @@ Config case_config(int stage, const std::string& dtype, int world) {
   return test_config(stage, dtype, kGlobalBatch / world, 1, 0.0);
 }
 
-std::map<std::string, at::Tensor> snapshot(const torch::nn::Module& m) {
-  std::map<std::string, at::Tensor> out;
-  for (const auto& p : m.named_parameters()) out.emplace(p.key(), p.value().detach().clone());
-  return out;
-}
-
 // Phase 1 of a job: train kSaveAt steps from the reference's initial weights, save "saved".
 ZT_WORKER(ckpt_save_phase) {
   auto comm = init_distributed();

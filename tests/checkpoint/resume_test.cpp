@@ -14,15 +14,6 @@ using checkpoint::PieceState;
 
 constexpr int64_t kMicro = 4;
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const c10::Error& e) {
-    return e.what_without_backtrace();
-  }
-  return "";
-}
-
 Config resume_config(int stage, const std::string& dtype) {
   return test_config(stage, dtype, kMicro, 2, 1.0, [](nlohmann::json& j) {
     j["scheduler"] = {{"type", "WarmupDecayLR"},
@@ -31,10 +22,21 @@ Config resume_config(int stage, const std::string& dtype) {
   });
 }
 
-std::map<std::string, at::Tensor> snapshot(const torch::nn::Module& m) {
-  std::map<std::string, at::Tensor> out;
-  for (const auto& p : m.named_parameters()) out.emplace(p.key(), p.value().detach().clone());
-  return out;
+// An engine on a fresh MLP (the reference's initial weights), trained `steps`
+// steps and saved as `tag` in `dir`.
+struct Saved {
+  std::shared_ptr<TestModel> model;
+  Engine engine;
+};
+Saved train_and_save(const std::string& dir, const Config& config, int steps, const std::string& tag = "") {
+  InitOptions io;
+  io.communicator = one_rank_communicator();
+  auto model = make_model(ModelKind::kMlp);
+  const Data data = make_data(*model, steps, kMicro * 2);
+  Engine e = initialize(model, config, io);
+  for (int s = 0; s < steps; ++s) engine_step(e, *model, data, s, kMicro);
+  e.save_checkpoint(dir, tag);
+  return {model, std::move(e)};
 }
 
 // Train k1 steps, save, train k2 → A. A second engine on a differently
@@ -116,20 +118,16 @@ TEST(Resume, SaveInsideAnAccumulationWindowIsAnError) {
 TEST(Resume, ModuleOnlyLoadsWeightsAndKeepsCounters) {
   TempDir dir;
   const Config config = resume_config(2, "bf16");
+  const Saved a = train_and_save(dir.path(), config, 3);
   InitOptions io;
   io.communicator = one_rank_communicator();
-  auto model_a = make_model(ModelKind::kMlp);
-  const Data data = make_data(*model_a, 3, kMicro * 2);
-  Engine a = initialize(model_a, config, io);
-  for (int s = 0; s < 3; ++s) engine_step(a, *model_a, data, s, kMicro);
-  a.save_checkpoint(dir.path());
   auto model_b = make_model(ModelKind::kMlp, 99);
   Engine b = initialize(model_b, config, io);
   LoadCheckpointOptions o;
   o.load_module_only = true;
   ASSERT_TRUE(b.load_checkpoint(dir.path(), "", o).has_value());
   EXPECT_EQ(b.global_steps(), 0);
-  const auto pa = snapshot(*model_a), pb = snapshot(*model_b);
+  const auto pa = snapshot(*a.model), pb = snapshot(*model_b);
   for (const auto& [name, t] : pa) EXPECT_TRUE(same_bits(t, pb.at(name))) << name;
   // Without optimizer states the counters come back, the moments do not.
   auto model_c = make_model(ModelKind::kMlp, 98);
@@ -147,13 +145,9 @@ TEST(Resume, ModuleOnlyLoadsWeightsAndKeepsCounters) {
 TEST(Resume, DamagedCheckpointsAreRejectedAndChangeNothing) {
   TempDir dir;
   const Config config = resume_config(1, "bf16");
+  train_and_save(dir.path(), config, 2, "good");
   InitOptions io;
   io.communicator = one_rank_communicator();
-  auto model_a = make_model(ModelKind::kMlp);
-  const Data data = make_data(*model_a, 2, kMicro * 2);
-  Engine a = initialize(model_a, config, io);
-  for (int s = 0; s < 2; ++s) engine_step(a, *model_a, data, s, kMicro);
-  a.save_checkpoint(dir.path(), "good");
   auto model_b = make_model(ModelKind::kMlp, 99);
   Engine b = initialize(model_b, config, io);
   const auto before = snapshot(*model_b);
