@@ -22,7 +22,7 @@ debian_packages=(
   nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libxxhash-dev
   libgtest-dev libgmock-dev pybind11-dev python3-venv
   libgloo-dev openmpi-bin
-  zlib1g-dev dataset-fashion-mnist
+  zlib1g-dev dataset-fashion-mnist fortunes
 )
 missing=()
 for p in "${debian_packages[@]}"; do
@@ -35,6 +35,10 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
+# Python packages besides torch: safetensors and numpy read exported
+# checkpoints back in the tests, tensorboard reads the event files, matplotlib
+# draws scripts/plot_run.py's curves.
+python_packages=(numpy safetensors tensorboard matplotlib)
 stamp="$venv/.zerotrain-installed"
 if [[ ! -f "$stamp" ]]; then
   log "creating $venv with torch==$ZEROTRAIN_TORCH_VERSION (one-time, a few minutes)"
@@ -42,8 +46,14 @@ if [[ ! -f "$stamp" ]]; then
   mkdir -p "$cache"
   python3 -m venv "$venv"
   "$venv/bin/python" -m pip install -q --upgrade pip >&2
-  "$venv/bin/python" -m pip install -q "torch==$ZEROTRAIN_TORCH_VERSION" numpy safetensors >&2
+  "$venv/bin/python" -m pip install -q "torch==$ZEROTRAIN_TORCH_VERSION" >&2
   touch "$stamp"
+fi
+# The stamp lists the extra packages installed; a new one is added in place.
+if [[ "$(cat "$stamp")" != "${python_packages[*]}" ]]; then
+  log "installing ${python_packages[*]} into $venv"
+  "$venv/bin/python" -m pip install -q "${python_packages[@]}" >&2
+  echo "${python_packages[*]}" >"$stamp"
 fi
 
 torch_prefix="$("$venv/bin/python" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')"

@@ -12,6 +12,7 @@
 #include <zerotrain/checkpoint.h>
 #include <zerotrain/comm.h>
 #include <zerotrain/config.h>
+#include <zerotrain/monitor.h>
 
 #include <ATen/core/Tensor.h>
 
@@ -67,6 +68,8 @@ struct InitOptions {
   std::shared_ptr<Communicator> communicator;
   /// Called on the thread that runs each event (autograd's, for hooks).
   std::function<void(const EngineEvent&)> observer;
+  /// Sequence length, total steps and FLOPs for the progress reports.
+  ProgressOptions progress;
 };
 
 enum class Phase { kForward = 0, kBackward, kReduce, kStep, kAllGather };
@@ -169,6 +172,13 @@ class Engine {
   /// from the end of the previous boundary step to the end of the last one.
   CommStats comm_report() const;
   PhaseTimes timers() const;
+  /// Rank 0 writes `events` to the enabled monitors (csv_monitor, tensorboard);
+  /// other ranks ignore them, as in DeepSpeed. For the program's own scalars,
+  /// e.g. a validation loss.
+  void write_events(const std::vector<MonitorEvent>& events);
+  /// Rank 0 prints `line` on stdout, above the progress bar when one is drawn
+  /// (other ranks print nothing): for the program's own messages.
+  void print_line(const std::string& line);
   /// Times `phase` (usually kForward) until the returned object is destroyed.
   PhaseTimer time(Phase phase);
 

@@ -6,3 +6,4 @@
 #include <zerotrain/distributed.h>
 #include <zerotrain/engine.h>
 #include <zerotrain/estimate.h>
+#include <zerotrain/monitor.h>

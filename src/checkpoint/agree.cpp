@@ -2,27 +2,14 @@
 
 #include "checkpoint/agree.h"
 
-#include <ATen/ops/empty.h>
-#include <ATen/ops/tensor.h>
 #include <c10/util/Exception.h>
 
 #include <sstream>
 
 namespace zerotrain::checkpoint {
 
-std::vector<int64_t> all_gather_values(Communicator& comm, c10::Device device,
-                                       const std::vector<int64_t>& values) {
-  const int64_t k = static_cast<int64_t>(values.size());
-  at::Tensor in = at::tensor(values, at::TensorOptions().dtype(at::kLong)).to(device);
-  at::Tensor out = at::empty({k * comm.world_size()}, in.options());
-  comm.all_gather(out, in).wait();
-  out = out.cpu();
-  const int64_t* p = out.data_ptr<int64_t>();
-  return std::vector<int64_t>(p, p + out.numel());
-}
-
 void agree(Communicator& comm, c10::Device device, const std::string& my_error, const std::string& what) {
-  const std::vector<int64_t> failed = all_gather_values(comm, device, {my_error.empty() ? 0 : 1});
+  const std::vector<int64_t> failed = all_gather_values(comm, device, std::vector<int64_t>{my_error.empty() ? 0 : 1});
   std::vector<int> bad;
   for (size_t r = 0; r < failed.size(); ++r)
     if (failed[r] != 0) bad.push_back(static_cast<int>(r));

@@ -5,6 +5,8 @@
 
 #include <zerotrain/comm.h>
 
+#include "comm/gather_values.h"
+
 #include <c10/core/Device.h>
 
 #include <cstdint>
@@ -17,9 +19,7 @@ namespace zerotrain::checkpoint {
 /// throws on every rank: this rank's own error, or the ranks that failed.
 void agree(Communicator& comm, c10::Device device, const std::string& my_error, const std::string& what);
 
-/// Every rank's `values` (the same count on each), concatenated in rank order.
-std::vector<int64_t> all_gather_values(Communicator& comm, c10::Device device,
-                                       const std::vector<int64_t>& values);
+using comm_detail::all_gather_values;  // src/comm/gather_values.h
 
 /// Runs `fn`, turning an exception into its message.
 template <typename Fn>

@@ -282,6 +282,7 @@ std::optional<LoadedCheckpoint> Engine::load_checkpoint(const std::string& dir, 
       s.scheduler->set_last_batch_iteration(*m.engine.scheduler_last_batch_iteration);
   }
   s.step_applied = false;
+  s.reporter->restart();  // rates and the ETA count from here
   LoadedCheckpoint out;
   out.path = tag_dir;
   out.tag = m.tag;

@@ -12,7 +12,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <iostream>
 
 namespace zerotrain {
 
@@ -44,7 +43,9 @@ at::Tensor Engine::backward(const at::Tensor& loss) {
   s.reducer->end_backward();
   s.record_phase(Phase::kReduce, reduce_start);
   s.record_phase(Phase::kBackward, start);
-  return (loss.detach() / static_cast<double>(s.gas()));
+  at::Tensor share = loss.detach() / static_cast<double>(s.gas());
+  s.reporter->add_loss(share);
+  return share;
 }
 
 bool Engine::is_gradient_accumulation_boundary() const { return state_->at_boundary(); }
@@ -96,7 +97,7 @@ void Engine::step() {
   s.reducer->mark_clean();
   ++s.global_steps;
   s.close_step_window();
-  s.log_step(scale_update.message);
+  s.report_step(scale_update.message);
 }
 
 void Engine::zero_grad() {
@@ -127,6 +128,8 @@ int64_t Engine::skipped_steps() const { return state_->skipped_steps; }
 bool Engine::was_step_applied() const { return state_->step_applied; }
 double Engine::loss_scale() const { return state_->scaler.scale(); }
 std::optional<double> Engine::global_grad_norm() const { return state_->grad_norm; }
+void Engine::write_events(const std::vector<MonitorEvent>& events) { state_->reporter->write_events(events); }
+void Engine::print_line(const std::string& line) { state_->reporter->print_line(line); }
 int Engine::rank() const { return state_->comm->rank(); }
 int Engine::world_size() const { return state_->comm->world_size(); }
 Communicator& Engine::communicator() const { return *state_->comm; }
@@ -155,17 +158,17 @@ optim::StepHyperParams EngineState::hyper_params(const zero::FlatParamGroup& g) 
   return h;
 }
 
-void EngineState::log_step(const std::string& overflow_message) const {
-  if (comm->rank() != 0) return;
-  if (!overflow_message.empty()) std::cerr << "[zerotrain] " << overflow_message << std::endl;
-  const auto& every = config.logging().steps_per_print;
-  if (!every || *every <= 0 || global_steps % *every != 0) return;
-  std::cerr << "[zerotrain] step " << global_steps << ": loss scale " << scaler.scale()
-            << ", grad norm " << grad_norm.value_or(0.0) << ", skipped " << skipped_steps
-            << ", lr";
-  for (const auto& g : groups) std::cerr << " " << hyper_params(g).lr;
-  std::cerr << std::endl;
-  if (config.logging().wall_clock_breakdown) std::cerr << times.to_string();
+void EngineState::report_step(const std::string& overflow_message) {
+  monitor::StepFacts f;
+  f.step = global_steps;
+  f.skipped = skipped_steps;
+  for (const auto& g : groups) f.lr.push_back(hyper_params(g).lr);
+  f.loss_scale = scaler.scale();
+  f.grad_norm = grad_norm;
+  f.times = times;
+  f.overflow_message = overflow_message;
+  reporter->after_step(f, *comm);
+  stats_at_boundary = comm->stats();  // the report's all-gather is not the next step's traffic
 }
 
 }  // namespace detail

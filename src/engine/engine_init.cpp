@@ -169,6 +169,16 @@ Engine initialize(std::shared_ptr<torch::nn::Module> model, const Config& config
 
   if (config.scheduler()) s.scheduler.emplace(*config.scheduler(), s.optimizer.lr);
   s.sync_timers = config.logging().wall_clock_breakdown && s.device.type() != c10::kCPU;
+  monitor::RunFacts facts;
+  facts.rank = comm->rank();
+  facts.world_size = comm->world_size();
+  facts.device = s.device;
+  facts.dtype = dtype;
+  for (const auto& p : model->parameters())
+    if (p.requires_grad()) facts.trainable_params += p.numel();
+  facts.train_batch_size = config.batch().train_batch_size;
+  facts.report_loss_scale = config.fp16().enabled;
+  s.reporter = std::make_unique<monitor::Reporter>(config.logging(), options.progress, facts);
   s.stats_at_boundary = comm->stats();
   return Engine(std::move(state));
 }

@@ -7,6 +7,7 @@
 #include <zerotrain/config.h>
 #include <zerotrain/engine.h>
 
+#include "monitor/reporter.h"
 #include "optim/lr_schedule.h"
 #include "precision/loss_scaler.h"
 #include "zero/flat_group.h"
@@ -49,6 +50,7 @@ struct EngineState {
   CommStats last_step_stats;
   PhaseTimes times;
   bool sync_timers = false;  // wall_clock_breakdown on a GPU
+  std::unique_ptr<monitor::Reporter> reporter;
 
   EngineState(Config c, precision::LossScaler s) : config(std::move(c)), scaler(std::move(s)) {}
 
@@ -59,7 +61,8 @@ struct EngineState {
   void record_phase(Phase phase, std::chrono::steady_clock::time_point start);
   /// Comm stats since the previous boundary become the last step's.
   void close_step_window();
-  void log_step(const std::string& overflow_message) const;
+  /// Hands the step's facts to the reporter; its collectives stay out of the step's comm stats.
+  void report_step(const std::string& overflow_message);
 };
 
 }  // namespace zerotrain::detail

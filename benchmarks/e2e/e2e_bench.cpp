@@ -1,0 +1,315 @@
+// e2e_bench: what the runtime costs end to end, on train_gpt's model
+// (examples/train_gpt/gpt.h) and batches of its fortunes corpus.
+//
+// overhead (one process, world size 1): the same steps of the same model,
+//   interleaved round by round, trained by
+//     - a plain LibTorch loop with torch::optim::AdamW,
+//     - a plain LibTorch loop with ATen's fused AdamW (_fused_adamw_, what
+//       torch.optim.AdamW(fused=True) runs): the "same optimizer math" baseline,
+//     - zerotrain at ZeRO stages 0, 1 and 2 (its fused AdamW).
+//   Same hyper-parameters everywhere (constant lr, no clipping, weight decay on
+//   every parameter). Prints ms/step, tokens/s, each row's time over the fused
+//   plain loop (overhead) and the plain LibTorch-AdamW loop's time over each row
+//   (speed-up), and every method's final loss as a sanity check.
+//
+// scaling (under torchrun, one stage per process): step time (the slowest
+//   rank's median), tokens/s, model-state bytes per rank measured by the engine
+//   next to `zerotrain estimate`'s prediction, and peak RSS per rank.
+//
+//   build/benchmarks/e2e_bench overhead [--layers 4 --width 256 --context 128 --batch 16]
+//                                      [--steps 10 --rounds 5 --threads 2 --device cpu|cuda --dtype fp32|bf16]
+//   torchrun --no-python --standalone --nproc-per-node=N build/benchmarks/e2e_bench scaling --stage S ...
+//   benchmarks/e2e/scaling.sh   (N = 1, 2; stages 0-3)
+
+#include "corpus.h"
+#include "gpt.h"
+
+#include <zerotrain/zerotrain.h>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct Args {
+  std::string mode;
+  gpt::GptConfig model{256, 128, 4, 4, 256};
+  int64_t batch = 16, steps = 10, rounds = 5, threads = 0, stage = 2;
+  std::string device = "cpu", dtype = "fp32", data = "/usr/share/games/fortunes";
+};
+
+Args parse(int argc, char** argv) {
+  Args a;
+  if (argc < 2) throw std::invalid_argument("e2e_bench: the first argument is the mode: overhead or scaling");
+  a.mode = argv[1];
+  if (a.mode != "overhead" && a.mode != "scaling")
+    throw std::invalid_argument("e2e_bench: unknown mode " + a.mode + " (overhead or scaling)");
+  for (int i = 2; i + 1 < argc; i += 2) {
+    const std::string k = argv[i], v = argv[i + 1];
+    if (k == "--layers") a.model.layers = std::stoll(v);
+    else if (k == "--width") a.model.width = std::stoll(v);
+    else if (k == "--heads") a.model.heads = std::stoll(v);
+    else if (k == "--context") a.model.context = std::stoll(v);
+    else if (k == "--batch") a.batch = std::stoll(v);
+    else if (k == "--steps") a.steps = std::stoll(v);
+    else if (k == "--rounds") a.rounds = std::stoll(v);
+    else if (k == "--threads") a.threads = std::stoll(v);
+    else if (k == "--stage") a.stage = std::stoll(v);
+    else if (k == "--device") a.device = v;
+    else if (k == "--dtype") a.dtype = v;
+    else if (k == "--data") a.data = v;
+    else throw std::invalid_argument("e2e_bench: unknown option " + k);
+  }
+  return a;
+}
+
+constexpr double kLr = 1e-3, kBeta1 = 0.9, kBeta2 = 0.95, kEps = 1e-8, kWeightDecay = 0.1;
+
+zerotrain::Config engine_config(const Args& a, int64_t stage) {
+  nlohmann::json j = {
+      {"train_micro_batch_size_per_gpu", a.batch},
+      {"gradient_accumulation_steps", 1},
+      {"optimizer",
+       {{"type", "AdamW"},
+        {"params", {{"lr", kLr}, {"betas", {kBeta1, kBeta2}}, {"eps", kEps}, {"weight_decay", kWeightDecay}}}}},
+      {"gradient_clipping", 0.0},
+      {"zero_optimization", {{"stage", stage}, {"overlap_comm", true}}},
+  };
+  if (a.dtype == "bf16") j["bf16"] = {{"enabled", true}};
+  return zerotrain::Config::from_json(j);
+}
+
+gpt::Gpt make_model(const Args& a) {
+  torch::manual_seed(1);
+  gpt::Gpt m(a.model);
+  m->to(torch::Device(a.device));
+  if (a.dtype == "bf16") m->to(torch::kBFloat16);
+  return m;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+void sync(const std::string& device) {
+  if (device != "cpu") torch::cuda::synchronize();
+}
+
+// One training method: runs `steps` steps from `batches` starting at batch `first`; returns the last loss.
+using Method = std::function<double(int64_t first, int64_t steps)>;
+
+struct Batches {
+  std::vector<at::Tensor> x, y;
+};
+
+Batches make_batches(const Args& a, int64_t count, int rank) {
+  const gpt::Corpus corpus = gpt::load_fortunes(a.data);
+  Batches b;
+  for (int64_t i = 0; i < count; ++i) {
+    auto [x, y] = gpt::sample_batch(corpus.train, a.batch, a.model.context,
+                                    gpt::mix_seed({1, static_cast<uint64_t>(i), static_cast<uint64_t>(rank)}));
+    b.x.push_back(x.to(torch::Device(a.device)));
+    b.y.push_back(y.to(torch::Device(a.device)));
+  }
+  return b;
+}
+
+void run_overhead(const Args& a) {
+  const int64_t total = a.steps * (a.rounds + 1);
+  const Batches data = make_batches(a, total, 0);
+  auto comm = [] {
+    zerotrain::DistributedOptions d;
+    d.rank = 0;
+    d.world_size = 1;
+    return zerotrain::init_distributed(d);
+  }();
+
+  std::vector<std::string> names;
+  std::vector<Method> methods;
+  std::vector<std::shared_ptr<void>> keep;  // models, optimizers and engines live until the end
+
+  {  // plain loop, torch::optim::AdamW
+    auto m = std::make_shared<gpt::Gpt>(make_model(a));
+    auto opt = std::make_shared<torch::optim::AdamW>(
+        (*m)->parameters(),
+        torch::optim::AdamWOptions(kLr).betas({kBeta1, kBeta2}).eps(kEps).weight_decay(kWeightDecay));
+    keep.push_back(m);
+    keep.push_back(opt);
+    names.push_back("plain LibTorch loop, torch::optim::AdamW");
+    methods.push_back([&data, m, opt](int64_t first, int64_t steps) {
+      double last = 0;
+      for (int64_t i = first; i < first + steps; ++i) {
+        opt->zero_grad();
+        at::Tensor loss = gpt::next_token_loss(*m, data.x[size_t(i)], data.y[size_t(i)]);
+        loss.backward();
+        opt->step();
+        last = loss.item<double>();
+      }
+      return last;
+    });
+  }
+  {  // plain loop, ATen's fused AdamW
+    struct State {
+      gpt::Gpt model{nullptr};
+      std::vector<at::Tensor> params, m, v, steps;
+    };
+    auto s = std::make_shared<State>();
+    s->model = make_model(a);
+    for (const auto& p : s->model->parameters()) {
+      s->params.push_back(p);
+      s->m.push_back(torch::zeros_like(p));
+      s->v.push_back(torch::zeros_like(p));
+      s->steps.push_back(torch::zeros({}, p.options().dtype(torch::kFloat)));
+    }
+    keep.push_back(s);
+    names.push_back("plain LibTorch loop, ATen _fused_adamw_");
+    methods.push_back([&data, s](int64_t first, int64_t steps) {
+      double last = 0;
+      for (int64_t i = first; i < first + steps; ++i) {
+        for (auto& p : s->params) p.mutable_grad() = at::Tensor();
+        at::Tensor loss = gpt::next_token_loss(s->model, data.x[size_t(i)], data.y[size_t(i)]);
+        loss.backward();
+        std::vector<at::Tensor> grads;
+        for (auto& p : s->params) grads.push_back(p.grad());
+        for (auto& t : s->steps) t.add_(1);
+        at::_fused_adamw_(s->params, grads, s->m, s->v, {}, s->steps, kLr, kBeta1, kBeta2, kWeightDecay, kEps,
+                          false, false);
+        last = loss.item<double>();
+      }
+      return last;
+    });
+  }
+  for (int64_t stage = 0; stage <= 2; ++stage) {
+    auto m = std::make_shared<gpt::Gpt>(make_model(a));
+    zerotrain::InitOptions o;
+    o.communicator = comm;
+    auto e = std::make_shared<zerotrain::Engine>(zerotrain::initialize(m->ptr(), engine_config(a, stage), o));
+    keep.push_back(m);
+    keep.push_back(e);
+    names.push_back("zerotrain ZeRO stage " + std::to_string(stage));
+    methods.push_back([&data, m, e](int64_t first, int64_t steps) {
+      double last = 0;
+      for (int64_t i = first; i < first + steps; ++i) {
+        at::Tensor loss = gpt::next_token_loss(*m, data.x[size_t(i)], data.y[size_t(i)]);
+        e->backward(loss);
+        e->step();
+        last = loss.item<double>();
+      }
+      return last;
+    });
+  }
+
+  // Round 0 warms up (allocations, optimizer state); rounds 1.. are timed, methods interleaved.
+  std::vector<std::vector<double>> per_step(methods.size());
+  std::vector<double> last_loss(methods.size());
+  for (int64_t r = 0; r <= a.rounds; ++r)
+    for (size_t k = 0; k < methods.size(); ++k) {
+      sync(a.device);
+      const auto start = std::chrono::steady_clock::now();
+      last_loss[k] = methods[k](r * a.steps, a.steps);
+      sync(a.device);
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (r > 0) per_step[k].push_back(s / static_cast<double>(a.steps));
+    }
+
+  const double tokens = static_cast<double>(a.batch * a.model.context);
+  const double fused = median(per_step[1]), libtorch = median(per_step[0]);
+  std::printf("model: %s, %.2fM parameters, %s on %s, batch %lld x %lld tokens, %lld thread(s); "
+              "%lld steps x %lld timed rounds, median of rounds\n\n",
+              a.model.to_string().c_str(), static_cast<double>(a.model.parameter_count()) / 1e6, a.dtype.c_str(),
+              a.device.c_str(), static_cast<long long>(a.batch), static_cast<long long>(a.model.context),
+              static_cast<long long>(at::get_num_threads()), static_cast<long long>(a.steps),
+              static_cast<long long>(a.rounds));
+  std::printf("| method | ms/step | tokens/s | time / fused plain loop | LibTorch-AdamW loop / time | final loss |\n"
+              "|---|---|---|---|---|---|\n");
+  for (size_t k = 0; k < methods.size(); ++k) {
+    const double t = median(per_step[k]);
+    std::printf("| %s | %.2f | %.0f | %.3fx (%+.1f%%) | %.2fx | %.4f |\n", names[k].c_str(), t * 1e3, tokens / t,
+                t / fused, 100 * (t / fused - 1), libtorch / t, last_loss[k]);
+  }
+}
+
+void run_scaling(const Args& a) {
+  auto comm = zerotrain::init_distributed();
+  const int rank = comm->rank(), world = comm->world_size();
+  const Batches data = make_batches(a, a.steps + 2, rank);
+  gpt::Gpt model = make_model(a);
+  zerotrain::InitOptions o;
+  o.communicator = comm;
+  std::optional<zerotrain::Engine> engine;
+  try {
+    engine.emplace(zerotrain::initialize(model.ptr(), engine_config(a, a.stage), o));
+  } catch (const zerotrain::ConfigError& e) {
+    if (rank == 0)
+      std::printf("| %d | %lld | not run: %s |\n", world, static_cast<long long>(a.stage),
+                  std::string(e.what()).substr(0, std::string(e.what()).find('\n')).c_str());
+    return;
+  }
+  std::vector<double> times;
+  for (int64_t i = 0; i < a.steps + 2; ++i) {
+    sync(a.device);
+    const auto start = std::chrono::steady_clock::now();
+    at::Tensor loss = gpt::next_token_loss(model, data.x[size_t(i)], data.y[size_t(i)]);
+    engine->backward(loss);
+    engine->step();
+    sync(a.device);
+    if (i >= 2) times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  const zerotrain::MemoryReport mem = engine->memory_report();
+  const int64_t states = mem.parameters + mem.gradients + mem.master_weights + mem.optimizer_states;
+  int64_t rss = -1;
+  {
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    while (std::getline(status, line))
+      if (line.rfind("VmHWM:", 0) == 0) rss = std::stoll(line.substr(6)) * 1024;
+  }
+  // Every rank's median step time and memory, to rank 0.
+  at::Tensor mine = torch::tensor({median(times), static_cast<double>(states), static_cast<double>(rss)},
+                                  torch::kDouble);
+  at::Tensor all = torch::empty({3 * world}, torch::kDouble);
+  comm->all_gather(all, mine).wait();
+  if (rank != 0) return;
+  double slowest = 0;
+  std::string rss_list;
+  for (int r = 0; r < world; ++r) {
+    slowest = std::max(slowest, all[3 * r].item<double>());
+    rss_list += (r ? ", " : "") + zerotrain::format_bytes(static_cast<int64_t>(all[3 * r + 2].item<double>()));
+  }
+  zerotrain::EstimateOptions eo;
+  eo.parameters = a.model.parameter_count();
+  eo.world_size = world;
+  eo.dtype = a.dtype == "bf16" ? zerotrain::DType::kBFloat16 : zerotrain::DType::kFloat32;
+  const int64_t predicted = zerotrain::estimate_model_states(eo, static_cast<int>(a.stage)).device_total();
+  const double tokens = static_cast<double>(a.batch * a.model.context * world);
+  std::printf("| %d | %lld | %.1f | %.0f | %s | %s | %.2f | %s |\n", world, static_cast<long long>(a.stage),
+              slowest * 1e3, tokens / slowest, zerotrain::format_bytes(states).c_str(),
+              zerotrain::format_bytes(predicted).c_str(), static_cast<double>(states) / static_cast<double>(predicted),
+              rss_list.c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  const Args a = parse(argc, argv);
+  if (a.threads > 0) at::set_num_threads(static_cast<int>(a.threads));
+  if (a.mode == "overhead") run_overhead(a);
+  else run_scaling(a);
+  return 0;
+} catch (const c10::Error& e) {
+  std::fprintf(stderr, "e2e_bench: %s\n", e.what_without_backtrace());
+  return 2;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "e2e_bench: %s\n", e.what());
+  return 2;
+}

@@ -1,0 +1,20 @@
+#pragma once
+// A few host values from every rank, for bookkeeping collectives (checkpoint
+// agreement, progress reports). One all_gather on the engine's device.
+
+#include <zerotrain/comm.h>
+
+#include <c10/core/Device.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace zerotrain::comm_detail {
+
+/// Every rank's `values` (the same count on each), concatenated in rank order.
+std::vector<int64_t> all_gather_values(Communicator& comm, c10::Device device,
+                                       const std::vector<int64_t>& values);
+std::vector<double> all_gather_values(Communicator& comm, c10::Device device,
+                                      const std::vector<double>& values);
+
+}  // namespace zerotrain::comm_detail
