@@ -17,8 +17,10 @@ build="${ZEROTRAIN_MAIN_BUILD_DIR:-$root/build-main}"
 export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=1
 
 echo "== Building train_gpt (libzerotrain and the example only) =="
+mkdir -p "$build"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_PREFIX_PATH="$ZEROTRAIN_TORCH_PREFIX" \
-  -DZEROTRAIN_BUILD_TESTS=OFF -DZEROTRAIN_BUILD_BENCHMARKS=OFF -DZEROTRAIN_BUILD_PYTHON=OFF >/dev/null
+  -DZEROTRAIN_BUILD_TESTS=OFF -DZEROTRAIN_BUILD_BENCHMARKS=OFF -DZEROTRAIN_BUILD_PYTHON=OFF \
+  >"$build/configure.log" 2>&1 || { cat "$build/configure.log"; exit 1; }
 cmake --build "$build" --target train_gpt zerotrain_cli
 
 cd "$root"  # configs/train_gpt_zero2.json writes its monitors under ./runs
