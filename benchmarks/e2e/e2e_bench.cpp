@@ -17,12 +17,18 @@
 //   next to `zerotrain estimate`'s prediction, and peak RSS per rank.
 //
 //   build/benchmarks/e2e_bench overhead [--layers 4 --width 256 --context 128 --batch 16]
-//                                      [--steps 10 --rounds 5 --threads 2 --device cpu|cuda --dtype fp32|bf16]
+//       [--steps 10 --rounds 5 --threads 2 --device cpu|cuda --dtype fp32|bf16]
 //   torchrun --no-python --standalone --nproc-per-node=N build/benchmarks/e2e_bench scaling --stage S ...
 //   benchmarks/e2e/scaling.sh   (N = 1, 2; stages 0-3)
+//
+// GPU (when one is available): GPT-2 124M in bf16 at world size 1,
+//   e2e_bench overhead --device cuda --dtype bf16 --layers 12 --width 768 --heads 12 --context 1024 --batch 8
+//   python3 benchmarks/e2e/pytorch_gpt.py --device cuda ... (the same model from PyTorch, AdamW(fused=True))
+// The plain loops then train bf16 parameters directly; zerotrain keeps fp32 master weights.
 
 #include "corpus.h"
 #include "gpt.h"
+#include "monitor/resources.h"  // the GPU's peak FLOP/s, for MFU
 
 #include <zerotrain/zerotrain.h>
 
@@ -80,7 +86,8 @@ zerotrain::Config engine_config(const Args& a, int64_t stage) {
       {"gradient_accumulation_steps", 1},
       {"optimizer",
        {{"type", "AdamW"},
-        {"params", {{"lr", kLr}, {"betas", {kBeta1, kBeta2}}, {"eps", kEps}, {"weight_decay", kWeightDecay}}}}},
+        {"params",
+         {{"lr", kLr}, {"betas", {kBeta1, kBeta2}}, {"eps", kEps}, {"weight_decay", kWeightDecay}}}}},
       {"gradient_clipping", 0.0},
       {"zero_optimization", {{"stage", stage}, {"overlap_comm", true}}},
   };
@@ -116,8 +123,9 @@ Batches make_batches(const Args& a, int64_t count, int rank) {
   const gpt::Corpus corpus = gpt::load_fortunes(a.data);
   Batches b;
   for (int64_t i = 0; i < count; ++i) {
-    auto [x, y] = gpt::sample_batch(corpus.train, a.batch, a.model.context,
-                                    gpt::mix_seed({1, static_cast<uint64_t>(i), static_cast<uint64_t>(rank)}));
+    auto [x, y] =
+        gpt::sample_batch(corpus.train, a.batch, a.model.context,
+                          gpt::mix_seed({1, static_cast<uint64_t>(i), static_cast<uint64_t>(rank)}));
     b.x.push_back(x.to(torch::Device(a.device)));
     b.y.push_back(y.to(torch::Device(a.device)));
   }
@@ -224,18 +232,27 @@ void run_overhead(const Args& a) {
 
   const double tokens = static_cast<double>(a.batch * a.model.context);
   const double fused = median(per_step[1]), libtorch = median(per_step[0]);
-  std::printf("model: %s, %.2fM parameters, %s on %s, batch %lld x %lld tokens, %lld thread(s); "
-              "%lld steps x %lld timed rounds, median of rounds\n\n",
-              a.model.to_string().c_str(), static_cast<double>(a.model.parameter_count()) / 1e6, a.dtype.c_str(),
-              a.device.c_str(), static_cast<long long>(a.batch), static_cast<long long>(a.model.context),
-              static_cast<long long>(at::get_num_threads()), static_cast<long long>(a.steps),
-              static_cast<long long>(a.rounds));
-  std::printf("| method | ms/step | tokens/s | time / fused plain loop | LibTorch-AdamW loop / time | final loss |\n"
-              "|---|---|---|---|---|---|\n");
+  std::printf(
+      "model: %s, %.2fM parameters, %s on %s, batch %lld x %lld tokens, %lld thread(s); "
+      "%lld steps x %lld timed rounds, median of rounds\n\n",
+      a.model.to_string().c_str(), static_cast<double>(a.model.parameter_count()) / 1e6, a.dtype.c_str(),
+      a.device.c_str(), static_cast<long long>(a.batch), static_cast<long long>(a.model.context),
+      static_cast<long long>(at::get_num_threads()), static_cast<long long>(a.steps),
+      static_cast<long long>(a.rounds));
+  const torch::Device device(a.device);
+  const double peak = zerotrain::monitor::peak_flops(zerotrain::monitor::device_name(device),
+                                                     a.dtype == "bf16" ? torch::kBFloat16 : torch::kFloat);
+  std::printf(
+      "| method | ms/step | tokens/s | TFLOPs%s | time / fused plain loop | LibTorch-AdamW loop / time "
+      "| final loss |\n|---|---|---|---|---|---|---|\n",
+      peak > 0 ? " (MFU)" : "");
   for (size_t k = 0; k < methods.size(); ++k) {
     const double t = median(per_step[k]);
-    std::printf("| %s | %.2f | %.0f | %.3fx (%+.1f%%) | %.2fx | %.4f |\n", names[k].c_str(), t * 1e3, tokens / t,
-                t / fused, 100 * (t / fused - 1), libtorch / t, last_loss[k]);
+    const double tflops = a.model.flops_per_token() * tokens / t / 1e12;
+    char mfu[32] = "";
+    if (peak > 0) std::snprintf(mfu, sizeof mfu, " (%.1f%%)", 100 * tflops * 1e12 / peak);
+    std::printf("| %s | %.2f | %.0f | %.3g%s | %.3fx (%+.1f%%) | %.2fx | %.4f |\n", names[k].c_str(), t * 1e3,
+                tokens / t, tflops, mfu, t / fused, 100 * (t / fused - 1), libtorch / t, last_loss[k]);
   }
 }
 
@@ -263,7 +280,8 @@ void run_scaling(const Args& a) {
     engine->backward(loss);
     engine->step();
     sync(a.device);
-    if (i >= 2) times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    if (i >= 2)
+      times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
   const zerotrain::MemoryReport mem = engine->memory_report();
   const int64_t states = mem.parameters + mem.gradients + mem.master_weights + mem.optimizer_states;
@@ -284,7 +302,8 @@ void run_scaling(const Args& a) {
   std::string rss_list;
   for (int r = 0; r < world; ++r) {
     slowest = std::max(slowest, all[3 * r].item<double>());
-    rss_list += (r ? ", " : "") + zerotrain::format_bytes(static_cast<int64_t>(all[3 * r + 2].item<double>()));
+    rss_list +=
+        (r ? ", " : "") + zerotrain::format_bytes(static_cast<int64_t>(all[3 * r + 2].item<double>()));
   }
   zerotrain::EstimateOptions eo;
   eo.parameters = a.model.parameter_count();
@@ -294,8 +313,8 @@ void run_scaling(const Args& a) {
   const double tokens = static_cast<double>(a.batch * a.model.context * world);
   std::printf("| %d | %lld | %.1f | %.0f | %s | %s | %.2f | %s |\n", world, static_cast<long long>(a.stage),
               slowest * 1e3, tokens / slowest, zerotrain::format_bytes(states).c_str(),
-              zerotrain::format_bytes(predicted).c_str(), static_cast<double>(states) / static_cast<double>(predicted),
-              rss_list.c_str());
+              zerotrain::format_bytes(predicted).c_str(),
+              static_cast<double>(states) / static_cast<double>(predicted), rss_list.c_str());
 }
 
 }  // namespace

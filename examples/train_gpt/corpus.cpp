@@ -29,7 +29,8 @@ std::string read_file(const std::string& path) {
 }
 
 at::Tensor to_tensor(const std::string& text) {
-  return torch::from_blob(const_cast<char*>(text.data()), {static_cast<int64_t>(text.size())}, torch::kUInt8).clone();
+  return torch::from_blob(const_cast<char*>(text.data()), {static_cast<int64_t>(text.size())}, torch::kUInt8)
+      .clone();
 }
 
 }  // namespace
@@ -81,7 +82,8 @@ uint64_t mix_seed(std::initializer_list<uint64_t> parts) {
   return h;
 }
 
-std::pair<at::Tensor, at::Tensor> sample_batch(const at::Tensor& data, int64_t batch, int64_t context, uint64_t seed) {
+std::pair<at::Tensor, at::Tensor> sample_batch(const at::Tensor& data, int64_t batch, int64_t context,
+                                               uint64_t seed) {
   const int64_t n = data.size(0);
   TORCH_CHECK(n > context + 1, "train_gpt: ", n, " bytes of text are too few for a context of ", context);
   std::mt19937_64 rng(seed);

@@ -24,7 +24,8 @@ Corpus load_fortunes(const std::string& dir, int64_t hold_out_every = 20);
 
 /// `batch` windows of `context + 1` bytes at offsets drawn from `seed`:
 /// inputs [batch, context] and next-byte targets, int64.
-std::pair<at::Tensor, at::Tensor> sample_batch(const at::Tensor& data, int64_t batch, int64_t context, uint64_t seed);
+std::pair<at::Tensor, at::Tensor> sample_batch(const at::Tensor& data, int64_t batch, int64_t context,
+                                               uint64_t seed);
 
 /// Up to `count` evenly spaced, non-overlapping windows for a fixed validation set.
 std::pair<at::Tensor, at::Tensor> fixed_windows(const at::Tensor& data, int64_t count, int64_t context);

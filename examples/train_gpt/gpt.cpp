@@ -16,7 +16,7 @@ std::string GptConfig::to_string() const {
 }
 
 int64_t GptConfig::parameter_count() const {
-  const int64_t per_block = 2 * 2 * width                // two LayerNorms
+  const int64_t per_block = 2 * 2 * width                    // two LayerNorms
                             + width * 3 * width + 3 * width  // qkv
                             + width * width + width          // proj
                             + width * 4 * width + 4 * width  // fc
@@ -75,7 +75,8 @@ void GptImpl::reset_parameters() {
     if (name.find("ln") != std::string::npos) continue;  // LayerNorms keep (1, 0)
     if (name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0) {
       p.zero_();
-    } else if (name.find("proj.weight") != std::string::npos || name.find("fc_out.weight") != std::string::npos) {
+    } else if (name.find("proj.weight") != std::string::npos ||
+               name.find("fc_out.weight") != std::string::npos) {
       p.normal_(0.0, residual_std);
     } else {
       p.normal_(0.0, 0.02);
@@ -99,8 +100,10 @@ std::vector<at::Tensor> GptImpl::undecayed_parameters() {
 
 at::Tensor GptImpl::forward(const at::Tensor& tokens) {
   const int64_t t = tokens.size(1);
-  TORCH_CHECK(t <= config_.context, "gpt: sequence of ", t, " tokens is longer than the context ", config_.context);
-  const at::Tensor positions = torch::arange(t, torch::TensorOptions().dtype(torch::kLong).device(tokens.device()));
+  TORCH_CHECK(t <= config_.context, "gpt: sequence of ", t, " tokens is longer than the context ",
+              config_.context);
+  const at::Tensor positions =
+      torch::arange(t, torch::TensorOptions().dtype(torch::kLong).device(tokens.device()));
   at::Tensor x = wte->forward(tokens) + wpe->forward(positions);
   for (const auto& block : *blocks) x = block->as<Block>()->forward(x);
   x = ln_f->forward(x);
@@ -126,8 +129,11 @@ std::string generate(Gpt& model, const std::string& prompt, int64_t count, uint6
   for (int64_t i = 0; i < count; ++i) {
     const int64_t start = std::max<int64_t>(0, static_cast<int64_t>(tokens.size()) - model->config().context);
     const at::Tensor window =
-        torch::tensor(std::vector<int64_t>(tokens.begin() + start, tokens.end()), torch::kLong).view({1, -1}).to(device);
-    at::Tensor logits = model->forward(window).select(1, -1).squeeze(0).to(torch::kDouble).cpu() / temperature;
+        torch::tensor(std::vector<int64_t>(tokens.begin() + start, tokens.end()), torch::kLong)
+            .view({1, -1})
+            .to(device);
+    at::Tensor logits =
+        model->forward(window).select(1, -1).squeeze(0).to(torch::kDouble).cpu() / temperature;
     const auto [top_values, top_index] = logits.topk(std::min(top_k, logits.size(0)));
     const at::Tensor probs = torch::softmax(top_values, 0);
     // Inverse-CDF sampling from our own stream: identical on every rank.

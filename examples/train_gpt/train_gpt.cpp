@@ -173,8 +173,8 @@ int main(int argc, char** argv) try {
                   static_cast<long long>(batch.train_batch_size), static_cast<long long>(context));
     say(line);
     if (schedule && *schedule != total_steps)
-      say("train_gpt: note: the config's schedule ends at step " + std::to_string(*schedule) + ", the run at " +
-          std::to_string(total_steps));
+      say("train_gpt: note: the config's schedule ends at step " + std::to_string(*schedule) +
+          ", the run at " + std::to_string(total_steps));
   }
 
   auto val_windows = gpt::fixed_windows(corpus.validation, a.val_windows, context);
@@ -203,8 +203,8 @@ int main(int argc, char** argv) try {
     const int64_t step = engine.global_steps();
     for (int64_t k = 0; k < gas; ++k) {
       auto [x, y] = gpt::sample_batch(corpus.train, micro, context,
-                                      gpt::mix_seed({a.seed, static_cast<uint64_t>(step), static_cast<uint64_t>(k),
-                                                     static_cast<uint64_t>(rank)}));
+                                      gpt::mix_seed({a.seed, static_cast<uint64_t>(step),
+                                                     static_cast<uint64_t>(k), static_cast<uint64_t>(rank)}));
       at::Tensor loss;
       {
         auto timer = engine.time(zerotrain::Phase::kForward);
@@ -222,8 +222,9 @@ int main(int argc, char** argv) try {
   if (!a.save.empty()) save();
   const std::string sample = gpt::generate(model, a.prompt, a.sample_bytes, gpt::mix_seed({a.seed, 7}));
   if (rank == 0) {
-    std::printf("\n--- sample (%lld bytes after \"%s\") ---\n%s%s\n---\n", static_cast<long long>(a.sample_bytes),
-                a.prompt.c_str(), printable(a.prompt).c_str(), printable(sample).c_str());
+    std::printf("\n--- sample (%lld bytes after \"%s\") ---\n%s%s\n---\n",
+                static_cast<long long>(a.sample_bytes), a.prompt.c_str(), printable(a.prompt).c_str(),
+                printable(sample).c_str());
     std::printf("final validation loss: %.4f after %lld steps\n", *val_loss,
                 static_cast<long long>(engine.global_steps()));
     if (!checkpoint.empty())

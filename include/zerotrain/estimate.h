@@ -6,7 +6,9 @@
 //   mixed precision (fp16/bf16 params and grads, fp32 master + m + v = 12 bytes):
 //     stage 0: 2Ψ + 2Ψ + 12Ψ     stage 1: 2Ψ + 2Ψ + 12Ψ/N
 //     stage 2: 2Ψ + 14Ψ/N        stage 3: 16Ψ/N
-//   fp32 (4-byte params and grads, m + v = 8 bytes): the same shape with 4/4/8.
+//   fp32 (4-byte params and grads): stage 0 keeps m + v (8 bytes) and updates
+//     the parameters in place; stages 1-3 also keep an fp32 master shard, as
+//     DeepSpeed's ZeRO optimizers do (12 bytes): 4Ψ + 4Ψ + 12Ψ/N at stage 1.
 // Sharded terms use ceil(Ψ/N) elements per rank, the padding every rank's shard gets.
 
 #include <cstdint>

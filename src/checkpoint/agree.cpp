@@ -9,7 +9,8 @@
 namespace zerotrain::checkpoint {
 
 void agree(Communicator& comm, c10::Device device, const std::string& my_error, const std::string& what) {
-  const std::vector<int64_t> failed = all_gather_values(comm, device, std::vector<int64_t>{my_error.empty() ? 0 : 1});
+  const std::vector<int64_t> failed =
+      all_gather_values(comm, device, std::vector<int64_t>{my_error.empty() ? 0 : 1});
   std::vector<int> bad;
   for (size_t r = 0; r < failed.size(); ++r)
     if (failed[r] != 0) bad.push_back(static_cast<int>(r));

@@ -69,7 +69,8 @@ void validate_tag(const detail::EngineState& s, const std::string& tag) {
   if (mode == TagValidation::kIgnore) return;
   Checksum h;
   h.update(tag.data(), tag.size());
-  const std::vector<int64_t> all = all_gather_values(*s.comm, s.device, std::vector<int64_t>{as_signed(h.digest())});
+  const std::vector<int64_t> all =
+      all_gather_values(*s.comm, s.device, std::vector<int64_t>{as_signed(h.digest())});
   for (size_t r = 1; r < all.size(); ++r) {
     if (all[r] == all[0]) continue;
     const std::string msg = "zerotrain: checkpoint tag '" + tag + "' differs between rank 0 and rank " +
@@ -161,7 +162,8 @@ std::string Engine::save_checkpoint(const std::string& dir, const std::string& t
   });
   agree(comm, s.device, err, "writing checkpoint files into '" + tmp_dir + "'");
   const std::vector<int64_t> digests =
-      all_gather_values(comm, s.device, std::vector<int64_t>{as_signed(mine.bytes), as_signed(mine.checksum)});
+      all_gather_values(comm, s.device,
+                        std::vector<int64_t>{as_signed(mine.bytes), as_signed(mine.checksum)});
 
   if (rank == 0)
     err = capture_error([&] {

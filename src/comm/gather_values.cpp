@@ -11,7 +11,8 @@ namespace {
 template <typename T>
 std::vector<T> gather(Communicator& comm, c10::Device device, const std::vector<T>& values) {
   const int64_t k = static_cast<int64_t>(values.size());
-  at::Tensor in = at::tensor(values, at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value)).to(device);
+  at::Tensor in =
+      at::tensor(values, at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value)).to(device);
   at::Tensor out = at::empty({k * comm.world_size()}, in.options());
   comm.all_gather(out, in).wait();
   out = out.cpu();

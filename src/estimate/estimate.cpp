@@ -19,10 +19,13 @@ ModelStateBytes estimate_model_states(const EstimateOptions& o, int stage) {
   const bool mixed = o.dtype != DType::kFloat32;
   const int64_t param_bytes = mixed ? 2 : 4;
   const int64_t grad_bytes = mixed ? 2 : 4;
-  // Adam: fp32 master copy (mixed precision only) plus the two fp32 moments.
-  const int64_t optimizer_bytes = mixed ? 12 : 8;
-
   const ShardingPolicy sharding = ShardingPolicy::for_stage(stage);
+  // Adam: the two fp32 moments, plus an fp32 master copy of what this rank
+  // updates. An fp32 model at stage 0 updates its parameters in place; at
+  // stages 1-3 the engine (as DeepSpeed's ZeRO optimizers) keeps the master
+  // shard apart from the flat parameters, so fp32 pays it too.
+  const int64_t optimizer_bytes = mixed || sharding.optimizer_states ? 12 : 8;
+
   const int64_t full = o.parameters;
   const int64_t shard = (o.parameters + o.world_size - 1) / o.world_size;
 

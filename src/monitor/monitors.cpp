@@ -47,8 +47,8 @@ void CsvMonitor::write(const MonitorEvent& e) {
     it = files_.emplace(e.name, f).first;
   }
   TORCH_CHECK(std::fprintf(it->second, "%lld,%.9g\n", static_cast<long long>(e.x), e.value) > 0,
-              "zerotrain: csv_monitor: cannot write ", dir_, "/", event_file_stem(e.name), ".csv: ",
-              std::strerror(errno));
+              "zerotrain: csv_monitor: cannot write ", dir_, "/", event_file_stem(e.name),
+              ".csv: ", std::strerror(errno));
 }
 
 void CsvMonitor::flush() {
@@ -71,7 +71,8 @@ Monitors::Monitors(const LoggingConfig& logging, int rank) {
 
 void Monitors::write(const std::vector<MonitorEvent>& events) {
   if (!enabled() || events.empty()) return;
-  const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  const double now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   for (const MonitorEvent& e : events) {
     if (csv_) csv_->write(e);
     if (tensorboard_) tensorboard_->add_scalar(e.name, e.value, e.x, now);

@@ -27,7 +27,8 @@ std::string format_duration(double seconds) {
     std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", static_cast<long long>(s / 3600),
                   static_cast<long long>(s / 60 % 60), static_cast<long long>(s % 60));
   else
-    std::snprintf(buf, sizeof buf, "%lld:%02lld", static_cast<long long>(s / 60), static_cast<long long>(s % 60));
+    std::snprintf(buf, sizeof buf, "%lld:%02lld", static_cast<long long>(s / 60),
+                  static_cast<long long>(s % 60));
   return buf;
 }
 
@@ -47,11 +48,13 @@ std::string format_report(const IntervalReport& r) {
   s << " | loss " << printf_string("%.4f", r.loss) << " | lr";
   for (double lr : r.lr) s << " " << printf_string("%.3e", lr);
   if (r.loss_scale) s << " | loss scale " << printf_string("%g", *r.loss_scale);
-  if (r.grad_norm) s << " | grad norm " << (*r.grad_norm < 0 ? std::string("inf/nan") : printf_string("%.4g", *r.grad_norm));
+  if (r.grad_norm)
+    s << " | grad norm " << (*r.grad_norm < 0 ? std::string("inf/nan") : printf_string("%.4g", *r.grad_norm));
   s << " | skipped " << r.skipped << " | " << format_si(r.samples_per_sec) << " samples/s";
   if (r.tokens_per_sec > 0) s << " | " << format_si(r.tokens_per_sec) << " tokens/s";
   if (r.tflops_per_device > 0) {
-    s << " | " << printf_string(r.tflops_per_device >= 10 ? "%.1f" : "%.3g", r.tflops_per_device) << " TFLOPs";
+    s << " | " << printf_string(r.tflops_per_device >= 10 ? "%.1f" : "%.3g", r.tflops_per_device)
+      << " TFLOPs";
     if (r.mfu > 0) s << " (MFU " << printf_string("%.1f", 100 * r.mfu) << "%)";
   }
   if (!r.peak_memory.empty()) {
@@ -62,8 +65,8 @@ std::string format_report(const IntervalReport& r) {
     } else {
       const auto hi = std::max_element(r.peak_memory.begin(), r.peak_memory.end());
       const auto lo = std::min_element(r.peak_memory.begin(), r.peak_memory.end());
-      s << " max " << bytes(*hi) << " (r" << (hi - r.peak_memory.begin()) << "), min " << bytes(*lo)
-        << " (r" << (lo - r.peak_memory.begin()) << ")";
+      s << " max " << bytes(*hi) << " (r" << (hi - r.peak_memory.begin()) << "), min " << bytes(*lo) << " (r"
+        << (lo - r.peak_memory.begin()) << ")";
     }
   }
   return s.str();
@@ -91,14 +94,17 @@ std::string format_bar(const BarState& b, int width) {
   std::ostringstream s;
   s << "step " << b.step;
   if (b.total_steps > 0) {
-    const double done = std::clamp(static_cast<double>(b.step) / static_cast<double>(b.total_steps), 0.0, 1.0);
+    const double done =
+        std::clamp(static_cast<double>(b.step) / static_cast<double>(b.total_steps), 0.0, 1.0);
     const int filled = static_cast<int>(std::floor(done * width));
     s << "/" << b.total_steps << " [" << std::string(static_cast<size_t>(filled), '#')
-      << std::string(static_cast<size_t>(width - filled), '-') << "] " << printf_string("%3.0f", 100 * done) << "%";
+      << std::string(static_cast<size_t>(width - filled), '-') << "] " << printf_string("%3.0f", 100 * done)
+      << "%";
   }
   if (b.loss) s << " | loss " << printf_string("%.4f", *b.loss);
   if (b.rate > 0) s << " | " << format_si(b.rate) << (b.tokens ? " tok/s" : " samples/s");
-  s << " | " << format_duration(b.elapsed_s) << "<" << (b.eta_s ? format_duration(*b.eta_s) : std::string("?"));
+  s << " | " << format_duration(b.elapsed_s) << "<"
+    << (b.eta_s ? format_duration(*b.eta_s) : std::string("?"));
   return s.str();
 }
 

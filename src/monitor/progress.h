@@ -15,16 +15,16 @@ namespace zerotrain::monitor {
 /// One steps_per_print interval, as the rank-0 line shows it.
 struct IntervalReport {
   int64_t step = 0;
-  int64_t total_steps = 0;  // 0: unknown
-  double loss = 0;          // mean over the interval's steps and every rank
-  std::vector<double> lr;   // per parameter group
+  int64_t total_steps = 0;           // 0: unknown
+  double loss = 0;                   // mean over the interval's steps and every rank
+  std::vector<double> lr;            // per parameter group
   std::optional<double> loss_scale;  // fp16 only
   std::optional<double> grad_norm;   // the last step's; -1 for inf/nan
   int64_t skipped = 0;
   double samples_per_sec = 0;
-  double tokens_per_sec = 0;     // 0: not a sequence model
-  double tflops_per_device = 0;  // 0: FLOPs unknown
-  double mfu = 0;                // 0: the device's peak is unknown
+  double tokens_per_sec = 0;         // 0: not a sequence model
+  double tflops_per_device = 0;      // 0: FLOPs unknown
+  double mfu = 0;                    // 0: the device's peak is unknown
   std::vector<int64_t> peak_memory;  // per rank; -1 unknown
   std::string memory_kind;           // "peak RSS", "peak allocated"
 };

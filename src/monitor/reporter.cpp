@@ -23,8 +23,8 @@ Reporter::Reporter(const LoggingConfig& logging, const ProgressOptions& progress
   bar_ = facts.rank == 0 && progress.total_steps > 0 &&
          (progress.bar == ProgressBar::kOn || (progress.bar == ProgressBar::kAuto && terminal));
   flops_per_sample_ = progress.flops_per_sample > 0 ? progress.flops_per_sample
-                      : 6.0 * static_cast<double>(facts.trainable_params) *
-                            static_cast<double>(progress.tokens_per_sample);
+                                                    : 6.0 * static_cast<double>(facts.trainable_params) *
+                                                          static_cast<double>(progress.tokens_per_sample);
   peak_flops_ = progress.peak_flops_per_device > 0 ? progress.peak_flops_per_device
                                                    : peak_flops(device_name(facts.device), facts.dtype);
   restart();
@@ -95,7 +95,8 @@ void Reporter::print_interval(const StepFacts& step, Communicator& comm, Clock::
   const double seconds = std::chrono::duration<double>(now - last_print_time_).count();
   const double mean_loss = interval_loss_.item<double>() / static_cast<double>(std::max<int64_t>(1, steps));
   const std::vector<double> all = comm_detail::all_gather_values(
-      comm, facts_.device, std::vector<double>{mean_loss, static_cast<double>(peak_memory_bytes(facts_.device))});
+      comm, facts_.device,
+      std::vector<double>{mean_loss, static_cast<double>(peak_memory_bytes(facts_.device))});
 
   IntervalReport r;
   r.step = step.step;
@@ -134,7 +135,8 @@ std::vector<MonitorEvent> Reporter::step_events(const StepFacts& step, std::opti
     const double rate = static_cast<double>(facts_.train_batch_size) / step_s;
     e.push_back({"Train/Samples/samples_per_sec", rate, samples});
     if (progress_.tokens_per_sample > 0)
-      e.push_back({"Train/Samples/tokens_per_sec", rate * static_cast<double>(progress_.tokens_per_sample), samples});
+      e.push_back(
+          {"Train/Samples/tokens_per_sec", rate * static_cast<double>(progress_.tokens_per_sample), samples});
   }
   if (logging_.wall_clock_breakdown) {
     static const char* names[kNumPhases] = {"forward", "backward", "backward_allreduce", "step", "allgather"};

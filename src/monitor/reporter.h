@@ -28,7 +28,7 @@ struct RunFacts {
   c10::Device device{c10::kCPU};
   c10::ScalarType dtype = c10::kFloat;
   int64_t trainable_params = 0;
-  int64_t train_batch_size = 1;  // samples per optimizer step, all ranks
+  int64_t train_batch_size = 1;    // samples per optimizer step, all ranks
   bool report_loss_scale = false;  // fp16
 };
 
@@ -66,7 +66,8 @@ class Reporter {
   bool is_print_step(int64_t step) const;
   void draw_bar(const StepFacts& step, std::optional<double> loss, Clock::time_point now);
   void print_interval(const StepFacts& step, Communicator& comm, Clock::time_point now);
-  std::vector<MonitorEvent> step_events(const StepFacts& step, std::optional<double> loss, double step_s) const;
+  std::vector<MonitorEvent> step_events(const StepFacts& step, std::optional<double> loss,
+                                        double step_s) const;
 
   LoggingConfig logging_;
   ProgressOptions progress_;

@@ -35,10 +35,9 @@ double peak_flops(const std::string& name, c10::ScalarType dtype) {
     double half, single;
   };
   static const Row rows[] = {
-      {"H100 PCIe", 756.0, 51.2}, {"H100 NVL", 835.0, 60.0}, {"H100", 989.4, 66.9},
-      {"H200", 989.4, 66.9},      {"GH200", 989.4, 66.9},    {"B200", 2250.0, 80.0},
-      {"A100", 312.0, 19.5},      {"A10G", 70.0, 31.2},      {"L40S", 362.0, 91.6},
-      {"L4", 121.0, 30.3},
+      {"H100 PCIe", 756.0, 51.2}, {"H100 NVL", 835.0, 60.0}, {"H100", 989.4, 66.9}, {"H200", 989.4, 66.9},
+      {"GH200", 989.4, 66.9},     {"B200", 2250.0, 80.0},    {"A100", 312.0, 19.5}, {"A10G", 70.0, 31.2},
+      {"L40S", 362.0, 91.6},      {"L4", 121.0, 30.3},
   };
   for (const Row& r : rows)
     if (name.find(r.pattern) != std::string::npos) {
@@ -52,7 +51,8 @@ std::string device_name(c10::Device device) {
 #if defined(ZEROTRAIN_WITH_CUDA)
   if (device.is_cuda()) {
     cudaDeviceProp prop{};
-    if (cudaGetDeviceProperties(&prop, device.has_index() ? device.index() : 0) == cudaSuccess) return prop.name;
+    if (cudaGetDeviceProperties(&prop, device.has_index() ? device.index() : 0) == cudaSuccess)
+      return prop.name;
   }
 #endif
   (void)device;

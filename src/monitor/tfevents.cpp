@@ -92,9 +92,10 @@ uint32_t crc32c(const void* data, size_t size) {
 }
 
 EventFileWriter::EventFileWriter(const std::string& dir) {
-  const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-  path_ = dir + "/events.out.tfevents." + std::to_string(static_cast<int64_t>(now)) + "." + host_name() + "." +
-          std::to_string(getpid()) + ".zerotrain";
+  const double now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  path_ = dir + "/events.out.tfevents." + std::to_string(static_cast<int64_t>(now)) + "." + host_name() +
+          "." + std::to_string(getpid()) + ".zerotrain";
   file_ = std::fopen(path_.c_str(), "wb");
   TORCH_CHECK(file_ != nullptr, "zerotrain: tensorboard: cannot create ", path_, ": ", std::strerror(errno));
   std::string e = event_header(0, now);
@@ -119,7 +120,8 @@ void EventFileWriter::add_scalar(const std::string& tag, double value, int64_t s
 }
 
 void EventFileWriter::flush() {
-  TORCH_CHECK(std::fflush(file_) == 0, "zerotrain: tensorboard: cannot write ", path_, ": ", std::strerror(errno));
+  TORCH_CHECK(std::fflush(file_) == 0, "zerotrain: tensorboard: cannot write ", path_, ": ",
+              std::strerror(errno));
 }
 
 void EventFileWriter::write_record(const std::string& data) {

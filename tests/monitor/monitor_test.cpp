@@ -60,10 +60,11 @@ TEST(MonitorText, ReportLineShowsEveryFieldItHas) {
   r.mfu = 0.316;
   r.peak_memory = {412000000, 1500000000};
   r.memory_kind = "peak allocated";
-  EXPECT_EQ(format_report(r),
-            "[zerotrain] step 100/600 | loss 2.3142 | lr 1.000e-03 5.000e-04 | loss scale 65536 | grad norm 0.8123"
-            " | skipped 2 | 425.0 samples/s | 54.4k tokens/s | 312.5 TFLOPs (MFU 31.6%)"
-            " | peak allocated r0 412.0 MB, r1 1.5 GB");
+  EXPECT_EQ(
+      format_report(r),
+      "[zerotrain] step 100/600 | loss 2.3142 | lr 1.000e-03 5.000e-04 | loss scale 65536 | grad norm 0.8123"
+      " | skipped 2 | 425.0 samples/s | 54.4k tokens/s | 312.5 TFLOPs (MFU 31.6%)"
+      " | peak allocated r0 412.0 MB, r1 1.5 GB");
   IntervalReport plain;  // what a CPU run of an MLP without a known length shows
   plain.step = 7;
   plain.loss = 0.5;
@@ -72,8 +73,9 @@ TEST(MonitorText, ReportLineShowsEveryFieldItHas) {
   plain.samples_per_sec = 3;
   plain.peak_memory = {-1};
   plain.memory_kind = "peak RSS";
-  EXPECT_EQ(format_report(plain), "[zerotrain] step 7 | loss 0.5000 | lr 1.000e-01 | grad norm inf/nan | skipped 0"
-                                  " | 3.0 samples/s | peak RSS r0 ?");
+  EXPECT_EQ(format_report(plain),
+            "[zerotrain] step 7 | loss 0.5000 | lr 1.000e-01 | grad norm inf/nan | skipped 0"
+            " | 3.0 samples/s | peak RSS r0 ?");
   IntervalReport many = plain;
   many.peak_memory = std::vector<int64_t>(12, 2000000);
   many.peak_memory[9] = 5000000;
@@ -88,9 +90,10 @@ TEST(MonitorText, BreakdownIsPerStepOverTheInterval) {
   before.count = {1, 1, 1, 1, 0};
   now.total_ms = {30, 80, 3, 8, 0};
   now.count = {3, 3, 3, 3, 0};
-  EXPECT_EQ(format_breakdown(now, before, 2),
-            "[zerotrain] time per step (ms): forward 10.00 | backward 30.00 | reduce 1.00 (not hidden by backward)"
-            " | step 2.00");
+  EXPECT_EQ(
+      format_breakdown(now, before, 2),
+      "[zerotrain] time per step (ms): forward 10.00 | backward 30.00 | reduce 1.00 (not hidden by backward)"
+      " | step 2.00");
 }
 
 TEST(MonitorText, ProgressBar) {
@@ -241,9 +244,11 @@ TEST(MonitorEngine, ReportLineAndEventsFollowTheTraining) {
   }
   const std::string out = ::testing::internal::GetCapturedStdout();
   char expected[64];
-  std::snprintf(expected, sizeof expected, "step 3/6 | loss %.4f | lr", (step_loss[0] + step_loss[1] + step_loss[2]) / 3);
+  std::snprintf(expected, sizeof expected, "step 3/6 | loss %.4f | lr",
+                (step_loss[0] + step_loss[1] + step_loss[2]) / 3);
   EXPECT_NE(out.find(expected), std::string::npos) << out;
-  std::snprintf(expected, sizeof expected, "step 6/6 | loss %.4f | lr", (step_loss[3] + step_loss[4] + step_loss[5]) / 3);
+  std::snprintf(expected, sizeof expected, "step 6/6 | loss %.4f | lr",
+                (step_loss[3] + step_loss[4] + step_loss[5]) / 3);
   EXPECT_NE(out.find(expected), std::string::npos) << out;
   EXPECT_NE(out.find(" samples/s | "), std::string::npos) << out;
   EXPECT_NE(out.find(" tokens/s | "), std::string::npos) << out;
