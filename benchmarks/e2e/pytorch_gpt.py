@@ -43,6 +43,16 @@ class Gpt(nn.Module):
         self.wpe = nn.Embedding(context, width)
         self.blocks = nn.ModuleList(Block(width, heads) for _ in range(layers))
         self.ln_f = nn.LayerNorm(width)
+        # GPT-2's initialisation, as gpt::GptImpl::reset_parameters.
+        for name, p in self.named_parameters():
+            if "ln" in name:
+                continue
+            if name.endswith("bias"):
+                nn.init.zeros_(p)
+            elif name.endswith(("proj.weight", "fc_out.weight")):
+                nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * layers))
+            else:
+                nn.init.normal_(p, 0.0, 0.02)
 
     def forward(self, tokens):
         x = self.wte(tokens) + self.wpe(torch.arange(tokens.shape[1], device=tokens.device))
