@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include <array>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -150,7 +151,23 @@ int main(int argc, char** argv) try {
   init.progress.flops_per_sample = a.model.flops_per_token() * static_cast<double>(context);
   init.progress.bar = a.bar == "on" ? zerotrain::ProgressBar::kOn
                       : a.bar == "off" ? zerotrain::ProgressBar::kOff : zerotrain::ProgressBar::kAuto;
-  zerotrain::Engine engine = zerotrain::initialize(model.ptr(), zerotrain::Config::from_file(a.config), init);
+  // A config's "auto" values (Hugging Face Trainer style) take train_gpt's own settings.
+  zerotrain::ResolveOptions resolve;
+  zerotrain::AutoValues& autos = resolve.auto_values;
+  autos.micro_batch_per_gpu = 16;
+  autos.gradient_accumulation_steps = 1;
+  autos.lr = 2e-3;
+  autos.betas = std::array<double, 2>{0.9, 0.99};
+  autos.eps = 1e-8;
+  autos.weight_decay = 0.1;
+  autos.gradient_clipping = 1.0;
+  autos.warmup_steps = std::min<int64_t>(50, total_steps / 10);
+  autos.total_steps = total_steps;
+  autos.fp16 = false;
+  autos.bf16 = false;
+  autos.hidden_size = a.model.width;
+  zerotrain::Engine engine =
+      zerotrain::initialize(model.ptr(), zerotrain::Config::from_file(a.config, resolve), init);
 
   const int rank = engine.rank(), world = engine.world_size();
   const auto& batch = engine.config().batch();
