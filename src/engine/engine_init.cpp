@@ -5,6 +5,7 @@
 #include <zerotrain/distributed.h>
 #include <zerotrain/engine.h>
 
+#include "checkpoint/agree.h"
 #include "engine/engine_state.h"
 #include "precision/scalar_type.h"
 
@@ -178,7 +179,10 @@ Engine initialize(std::shared_ptr<torch::nn::Module> model, const Config& config
     if (p.requires_grad()) facts.trainable_params += p.numel();
   facts.train_batch_size = config.batch().train_batch_size;
   facts.report_loss_scale = config.fp16().enabled;
-  s.reporter = std::make_unique<monitor::Reporter>(config.logging(), options.progress, facts);
+  // Rank 0 creates the monitors' directories; every rank learns if that failed.
+  const std::string monitor_error = checkpoint::capture_error(
+      [&] { s.reporter = std::make_unique<monitor::Reporter>(config.logging(), options.progress, facts); });
+  checkpoint::agree(*comm, s.device, monitor_error, "setting up csv_monitor/tensorboard");
   s.stats_at_boundary = comm->stats();
   return Engine(std::move(state));
 }

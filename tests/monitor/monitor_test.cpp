@@ -6,6 +6,8 @@
 
 #include "engine/training.h"
 #include "checkpoint/file_io.h"
+#include "comm/worker_util.h"
+#include "support/multiprocess.h"
 #include "monitor/monitors.h"
 #include "monitor/progress.h"
 #include "monitor/tfevents.h"
@@ -270,6 +272,45 @@ TEST(MonitorEngine, ReportLineAndEventsFollowTheTraining) {
   EXPECT_TRUE(checkpoint::path_exists(dir + "/run/Train_Samples_grad_norm.csv"));
   EXPECT_EQ(read_text(dir + "/run/Validation_loss.csv"), "step,Validation/loss\n48,0.25\n");
   checkpoint::remove_tree(dir.substr(0, dir.rfind('/')));
+}
+
+// Only rank 0 creates the monitors' directories. When that fails, every rank's
+// initialize() must fail at once (rank 1 naming rank 0), not leave rank 1 to
+// hang in its first collective.
+ZT_WORKER(monitor_bad_path_fails_every_rank) {
+  auto comm = init_distributed();
+  RankChecks checks(comm->rank());
+  const std::string blocker = std::string(std::getenv("ZT_MONITOR_BLOCKER"));
+  const Config config = test_config(2, "fp32", 4, 1, 0.0, [&](nlohmann::json& j) {
+    j["tensorboard"] = {{"enabled", true}, {"output_path", blocker}, {"job_name", "run"}};
+  });
+  InitOptions o;
+  o.communicator = comm;
+  std::string message;
+  try {
+    initialize(make_model(ModelKind::kMlp), config, o);
+  } catch (const c10::Error& e) {
+    message = e.what();
+  }
+  if (comm->rank() == 0)
+    checks.require(message.find("tensorboard.output_path") != std::string::npos,
+                   "rank 0's error names the section: '" + message + "'");
+  else
+    checks.require(message.find("failed on rank 0") != std::string::npos,
+                   "rank 1's error names rank 0: '" + message + "'");
+  return checks.exit_code();
+}
+
+TEST(MonitorSetup, ABadOutputPathFailsEveryRankAtInitialize) {
+  const std::string blocker = temp_dir("blocker");
+  { std::ofstream(blocker) << "a file where the directory should be"; }
+  RankJob job;
+  job.world_size = 2;
+  job.worker = "monitor_bad_path_fails_every_rank";
+  job.timeout = std::chrono::seconds(60);
+  job.env["ZT_MONITOR_BLOCKER"] = blocker;
+  EXPECT_TRUE(all_ranks_succeeded(run_ranks(job)));
+  checkpoint::remove_tree(blocker.substr(0, blocker.rfind('/')));
 }
 
 }  // namespace
