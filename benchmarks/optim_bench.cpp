@@ -149,10 +149,21 @@ void run_cpu(const Args& a) {
   h.weight_decay = 0.01;
   for (int64_t size_m : a.sizes_m) {
     const int64_t n = size_m << 20;
-    at::Tensor p = at::randn({n}), g = at::randn({n}) * 1e-2, m = at::zeros({n}), v = at::zeros({n});
-    const at::Tensor g16 = g.to(at::kBFloat16), p16 = p.to(at::kBFloat16);
+    const at::Tensor p_init = at::randn({n}), g = at::randn({n}) * 1e-2;
+    const at::Tensor g16 = g.to(at::kBFloat16);
     for (int threads : a.threads) {
       at::set_num_threads(threads);
+      // Every method updates its own parameters and moments, allocated here in
+      // the same way, so no method runs on buffers the others have touched or
+      // placed differently; all read the same gradient.
+      struct State {
+        at::Tensor p, m, v;
+      };
+      const auto fresh = [&] { return State{p_init.clone(), at::zeros({n}), at::zeros({n})}; };
+      State roof_state = fresh(), aten_state = fresh(), ours_state = fresh(), ours16_state = fresh();
+      at::Tensor& p = roof_state.p;
+      at::Tensor& m = roof_state.m;
+      at::Tensor& v = roof_state.v;
       std::vector<std::function<void()>> methods;
       // 0, 1: the roofline kernel for AVX2 and AVX-512; the faster counts.
 #if defined(__x86_64__)
@@ -170,12 +181,12 @@ void run_cpu(const Args& a) {
       methods.push_back([] {});
 #endif
       // 2: LibTorch's C++ AdamW on the same values.
-      at::Tensor lp = p.clone().set_requires_grad(true);
+      at::Tensor lp = p_init.clone().set_requires_grad(true);
       lp.mutable_grad() = g;
       torch::optim::AdamW lt({lp}, torch::optim::AdamWOptions(h.lr).weight_decay(h.weight_decay));
       methods.push_back([&] { lt.step(); });
       // 3: ATen's fused CPU AdamW (torch.optim.AdamW(fused=True) on CPU).
-      at::Tensor fp = p.clone(), fm = at::zeros({n}), fv = at::zeros({n}), step = at::zeros({}, at::kFloat);
+      at::Tensor fp = aten_state.p, fm = aten_state.m, fv = aten_state.v, step = at::zeros({}, at::kFloat);
       methods.push_back([&] {
         step.add_(1);
         at::_fused_adamw_({fp}, {g}, {fm}, {fv}, {}, {step}, h.lr, h.beta1, h.beta2, h.weight_decay, h.eps,
@@ -183,8 +194,9 @@ void run_cpu(const Args& a) {
       });
       // 4, 5: ours, fp32; and bf16 gradients in, bf16 parameters out.
       const StepControl c = StepControl::make(at::kCPU, 1.0);
-      AdamTensors t{{p}, {g}, {m}, {v}, {}};
-      AdamTensors t16{{p}, {g16}, {m}, {v}, {p16}};
+      const at::Tensor p16 = p_init.to(at::kBFloat16);
+      AdamTensors t{{ours_state.p}, {g}, {ours_state.m}, {ours_state.v}, {}};
+      AdamTensors t16{{ours16_state.p}, {g16}, {ours16_state.m}, {ours16_state.v}, {p16}};
       int64_t k = 0;
       methods.push_back([&] { zerotrain::optim::fused_adam(t, h, ++k, c); });
       methods.push_back([&] { zerotrain::optim::fused_adam(t16, h, ++k, c); });
