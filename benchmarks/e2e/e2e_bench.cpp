@@ -28,7 +28,8 @@
 
 #include "corpus.h"
 #include "gpt.h"
-#include "monitor/resources.h"  // the GPU's peak FLOP/s, for MFU
+#include "comm/gather_values.h"
+#include "monitor/resources.h"  // peak memory; the GPU's peak FLOP/s, for MFU
 
 #include <zerotrain/zerotrain.h>
 
@@ -38,7 +39,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <functional>
 #include <memory>
 #include <string>
@@ -285,25 +285,18 @@ void run_scaling(const Args& a) {
   }
   const zerotrain::MemoryReport mem = engine->memory_report();
   const int64_t states = mem.parameters + mem.gradients + mem.master_weights + mem.optimizer_states;
-  int64_t rss = -1;
-  {
-    std::ifstream status("/proc/self/status");
-    std::string line;
-    while (std::getline(status, line))
-      if (line.rfind("VmHWM:", 0) == 0) rss = std::stoll(line.substr(6)) * 1024;
-  }
+  const int64_t rss = zerotrain::monitor::peak_memory_bytes(torch::kCPU);
   // Every rank's median step time and memory, to rank 0.
-  at::Tensor mine = torch::tensor({median(times), static_cast<double>(states), static_cast<double>(rss)},
-                                  torch::kDouble);
-  at::Tensor all = torch::empty({3 * world}, torch::kDouble);
-  comm->all_gather(all, mine).wait();
+  const std::vector<double> all = zerotrain::comm_detail::all_gather_values(
+      *comm, torch::Device(a.device),
+      std::vector<double>{median(times), static_cast<double>(states), static_cast<double>(rss)});
   if (rank != 0) return;
   double slowest = 0;
   std::string rss_list;
   for (int r = 0; r < world; ++r) {
-    slowest = std::max(slowest, all[3 * r].item<double>());
+    slowest = std::max(slowest, all[3 * size_t(r)]);
     rss_list +=
-        (r ? ", " : "") + zerotrain::format_bytes(static_cast<int64_t>(all[3 * r + 2].item<double>()));
+        (r ? ", " : "") + zerotrain::format_bytes(static_cast<int64_t>(all[3 * size_t(r) + 2]));
   }
   zerotrain::EstimateOptions eo;
   eo.parameters = a.model.parameter_count();

@@ -5,7 +5,6 @@
 // Offline readers of a checkpoint directory (include/zerotrain/checkpoint.h).
 // inspect exits 1 when a file fails verification; both exit 2 on bad input.
 
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -14,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "monitor/resources.h"  // proc_status_bytes
 #include "zerotrain/checkpoint.h"
 
 namespace zerotrain::cli {
@@ -63,17 +63,6 @@ int run_inspect(const InspectArgs& a) {
   return info.all_ok() ? kExitOk : kExitVerificationFailed;
 }
 
-// A field of /proc/self/status in bytes ("VmRSS", "VmHWM"), or -1. VmHWM is
-// the peak of this process image only (getrusage's maxrss also counts the
-// image of the process that launched us).
-int64_t proc_status_bytes(const std::string& field) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind(field + ":", 0) == 0) return std::stoll(line.substr(field.size() + 1)) * 1024;
-  return -1;
-}
-
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
@@ -84,12 +73,12 @@ int run_export(const ExportArgs& a) {
   o.dtype = a.dtype == "bf16" ? DType::kBFloat16 : a.dtype == "fp16" ? DType::kFloat16 : DType::kFloat32;
   const std::string format = !a.format.empty() ? a.format : ends_with(a.out, ".safetensors") ? "safetensors" : "torch";
   o.format = format == "torch" ? ExportFormat::kTorch : ExportFormat::kSafetensors;
-  const int64_t resident_before = proc_status_bytes("VmRSS");
+  const int64_t resident_before = monitor::proc_status_bytes("VmRSS");
   const ExportReport r = export_checkpoint(a.dir, a.out, o);
   std::cout << "wrote " << r.path << ": " << r.tensors << " tensors, " << r.bytes << " bytes (" << format
             << ", " << a.dtype << "); largest tensor in memory: " << r.largest_tensor_bytes << " bytes\n"
             << "memory: resident " << resident_before << " bytes before the export, peak "
-            << proc_status_bytes("VmHWM") << " bytes\n";
+            << monitor::proc_status_bytes("VmHWM") << " bytes\n";
   return kExitOk;
 }
 

@@ -10,6 +10,11 @@
 
 namespace zerotrain::monitor {
 
+/// A field of /proc/self/status in bytes ("VmRSS", "VmHWM"), or -1. VmHWM is
+/// the peak of this process image only (getrusage's maxrss also counts the
+/// image of the process that launched it).
+int64_t proc_status_bytes(const std::string& field);
+
 /// CPU: the process's peak resident set (VmHWM). GPU: the caching
 /// allocator's peak allocated bytes on the device. -1 when unknown.
 int64_t peak_memory_bytes(c10::Device device);

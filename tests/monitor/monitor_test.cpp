@@ -5,7 +5,7 @@
 // TensorBoard's own loader.
 
 #include "engine/training.h"
-#include "checkpoint/file_io.h"
+#include "checkpoint/checkpoint_util.h"  // TempDir
 #include "comm/worker_util.h"
 #include "support/multiprocess.h"
 #include "monitor/monitors.h"
@@ -18,25 +18,13 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
-#include <unistd.h>
 
 namespace zerotrain::testing {
 namespace {
 
 using namespace zerotrain::monitor;
 
-std::string temp_dir(const std::string& what) {
-  char tmpl[] = "/tmp/zt_monitor_XXXXXX";
-  TORCH_CHECK(mkdtemp(tmpl) != nullptr, "mkdtemp");
-  return std::string(tmpl) + "/" + what;
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using checkpoint::read_small_file;
 
 TEST(MonitorText, NumbersAndDurations) {
   EXPECT_EQ(format_duration(59.4), "0:59");
@@ -116,7 +104,8 @@ TEST(MonitorText, ProgressBar) {
 }
 
 TEST(MonitorCsv, OneFilePerEventHeaderOnceAndAppendedAcrossRuns) {
-  const std::string dir = temp_dir("csv");
+  TempDir tmp;
+  const std::string dir = tmp / "csv";
   LoggingConfig logging;
   logging.csv_monitor.enabled = true;
   logging.csv_monitor.output_path = dir;
@@ -131,16 +120,16 @@ TEST(MonitorCsv, OneFilePerEventHeaderOnceAndAppendedAcrossRuns) {
     Monitors again(logging, 0);  // a resumed run appends
     again.write({{"Train/Samples/train_loss", 2.125, 96}});
   }
-  EXPECT_EQ(read_text(dir + "/job/Train_Samples_train_loss.csv"),
+  EXPECT_EQ(read_small_file(dir + "/job/Train_Samples_train_loss.csv"),
             "step,Train/Samples/train_loss\n32,2.5\n64,2.25\n96,2.125\n");
-  EXPECT_EQ(read_text(dir + "/job/Train_Samples_lr.csv"), "step,Train/Samples/lr\n32,0.001\n");
+  EXPECT_EQ(read_small_file(dir + "/job/Train_Samples_lr.csv"), "step,Train/Samples/lr\n32,0.001\n");
   Monitors other_rank(logging, 1);
   EXPECT_FALSE(other_rank.enabled());
-  checkpoint::remove_tree(dir);
 }
 
 TEST(MonitorCsv, AnUnusableOutputPathNamesTheSection) {
-  const std::string dir = temp_dir("file");
+  TempDir tmp;
+  const std::string dir = tmp / "file";
   { std::ofstream(dir) << "a file, not a directory"; }
   LoggingConfig logging;
   logging.tensorboard.enabled = true;
@@ -152,7 +141,6 @@ TEST(MonitorCsv, AnUnusableOutputPathNamesTheSection) {
     EXPECT_NE(std::string(e.what()).find("tensorboard.output_path"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find(dir), std::string::npos) << e.what();
   }
-  checkpoint::remove_tree(dir);
 }
 
 TEST(MonitorTensorBoard, Crc32cMatchesTheStandardCheckValue) {
@@ -162,7 +150,7 @@ TEST(MonitorTensorBoard, Crc32cMatchesTheStandardCheckValue) {
 
 // Reads the TFRecord frames back, checking both masked CRCs of each.
 std::vector<std::string> read_records(const std::string& path) {
-  const std::string bytes = read_text(path);
+  const std::string bytes = read_small_file(path);
   const auto masked = [](const void* p, size_t n) {
     const uint32_t c = crc32c(p, n);
     return ((c >> 15) | (c << 17)) + 0xa282ead8u;
@@ -187,7 +175,8 @@ std::vector<std::string> read_records(const std::string& path) {
 }
 
 TEST(MonitorTensorBoard, RecordsAreFramedChecksummedAndHoldTheTagAndValue) {
-  const std::string dir = temp_dir("tb");
+  TempDir tmp;
+  const std::string dir = tmp / "tb";
   checkpoint::make_directories(dir);
   std::string path;
   {
@@ -210,14 +199,14 @@ TEST(MonitorTensorBoard, RecordsAreFramedChecksummedAndHoldTheTagAndValue) {
   std::string encoded("\x15", 1);
   encoded.append(reinterpret_cast<const char*>(&value), 4);
   EXPECT_NE(r.find(encoded), std::string::npos);
-  checkpoint::remove_tree(dir.substr(0, dir.rfind('/')));
 }
 
 // An engine on one rank reports the mean of the losses it was given over each
 // steps_per_print interval, its rates and memory, and writes one event of
 // each kind per step.
 TEST(MonitorEngine, ReportLineAndEventsFollowTheTraining) {
-  const std::string dir = temp_dir("engine");
+  TempDir tmp;
+  const std::string dir = tmp / "engine";
   const Config config = test_config(2, "fp32", 4, 2, 1.0, [&](nlohmann::json& j) {
     j["steps_per_print"] = 3;
     j["csv_monitor"] = {{"enabled", true}, {"output_path", dir}, {"job_name", "run"}};
@@ -257,7 +246,7 @@ TEST(MonitorEngine, ReportLineAndEventsFollowTheTraining) {
   EXPECT_NE(out.find(" TFLOPs | peak RSS r0 "), std::string::npos) << out;
   EXPECT_EQ(out.find("MFU"), std::string::npos) << "no MFU without a known peak: " << out;
 
-  std::istringstream csv(read_text(dir + "/run/Train_Samples_train_loss.csv"));
+  std::istringstream csv(read_small_file(dir + "/run/Train_Samples_train_loss.csv"));
   std::string line;
   std::getline(csv, line);
   EXPECT_EQ(line, "step,Train/Samples/train_loss");
@@ -270,8 +259,7 @@ TEST(MonitorEngine, ReportLineAndEventsFollowTheTraining) {
   EXPECT_FALSE(std::getline(csv, line)) << "one row per step";
   EXPECT_TRUE(checkpoint::path_exists(dir + "/run/Train_Samples_lr.csv"));
   EXPECT_TRUE(checkpoint::path_exists(dir + "/run/Train_Samples_grad_norm.csv"));
-  EXPECT_EQ(read_text(dir + "/run/Validation_loss.csv"), "step,Validation/loss\n48,0.25\n");
-  checkpoint::remove_tree(dir.substr(0, dir.rfind('/')));
+  EXPECT_EQ(read_small_file(dir + "/run/Validation_loss.csv"), "step,Validation/loss\n48,0.25\n");
 }
 
 // Only rank 0 creates the monitors' directories. When that fails, every rank's
@@ -302,7 +290,8 @@ ZT_WORKER(monitor_bad_path_fails_every_rank) {
 }
 
 TEST(MonitorSetup, ABadOutputPathFailsEveryRankAtInitialize) {
-  const std::string blocker = temp_dir("blocker");
+  TempDir tmp;
+  const std::string blocker = tmp / "blocker";
   { std::ofstream(blocker) << "a file where the directory should be"; }
   RankJob job;
   job.world_size = 2;
@@ -310,7 +299,6 @@ TEST(MonitorSetup, ABadOutputPathFailsEveryRankAtInitialize) {
   job.timeout = std::chrono::seconds(60);
   job.env["ZT_MONITOR_BLOCKER"] = blocker;
   EXPECT_TRUE(all_ranks_succeeded(run_ranks(job)));
-  checkpoint::remove_tree(blocker.substr(0, blocker.rfind('/')));
 }
 
 }  // namespace
