@@ -34,6 +34,11 @@ enum class ReduceOp { kSum, kAvg, kMax };
 enum class Collective { kAllReduce = 0, kReduceScatter, kAllGather, kBroadcast, kBarrier };
 inline constexpr int kNumCollectives = 5;
 
+/// Whether a collective may overwrite its input: a scratch buffer (a
+/// gradient bucket) lets Gloo's reduce-scatter reduce in place instead of in a
+/// copy of the input. The output is the same either way.
+enum class InputUse { kPreserve, kScratch };
+
 const char* to_string(ReduceOp op);
 const char* to_string(Collective c);  // "all_reduce", "reduce_scatter", ...
 
@@ -153,8 +158,9 @@ class Communicator {
   CommHandle all_reduce(const at::Tensor& tensor, ReduceOp op = ReduceOp::kSum);
   /// `input` holds world_size equal chunks; this rank's reduced chunk lands in
   /// `output` (numel = input.numel() / world_size).
+  /// With InputUse::kScratch the input's contents are undefined afterwards.
   CommHandle reduce_scatter(const at::Tensor& output, const at::Tensor& input,
-                            ReduceOp op = ReduceOp::kSum);
+                            ReduceOp op = ReduceOp::kSum, InputUse use = InputUse::kPreserve);
   /// This rank's `input` lands at chunk rank() of the flat `output`
   /// (numel = world_size * input.numel()).
   CommHandle all_gather(const at::Tensor& output, const at::Tensor& input);
@@ -175,6 +181,14 @@ class Communicator {
 
   /// Waits for every collective issued so far.
   void synchronize();
+
+  /// Collective: every rank calls it, with the same names in the same order.
+  /// A second communicator over the same ranks, with a process group of its
+  /// own (its own Gloo worker thread, or NCCL communicator and stream), so
+  /// that its collectives never queue behind this one's; it has its own
+  /// sequence numbers, accounting and the same failure contract. See Note
+  /// [Gathers and reductions travel on separate channels] (communicator.cpp).
+  std::shared_ptr<Communicator> open_channel(const std::string& name);
 
   CommStats stats() const;
   void reset_stats();

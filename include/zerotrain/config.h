@@ -244,6 +244,7 @@ struct Stage3Config {
 
 struct ZeroConfig {
   int stage = 0;
+  /// Only true at stages 2 and 3 (false is an error there, a warning below).
   bool contiguous_gradients = true;
   bool reduce_scatter = true;
   int64_t reduce_bucket_size = 500'000'000;  // elements
@@ -251,9 +252,12 @@ struct ZeroConfig {
   /// Resolved: DeepSpeed's None means "on for stage 3".
   bool overlap_comm = false;
   bool allgather_partitions = true;
+  /// Loading a checkpoint with optimizer states: true restores the fp32 master
+  /// weights from the checkpoint's fp32 copy; false rebuilds them from the
+  /// saved model-dtype weights (as DeepSpeed does).
   bool load_from_fp32_weights = true;
-  bool use_multi_rank_bucket_allreduce = true;
   bool ignore_unused_parameters = true;
+  /// Stage 3's optimizer-step tile (elements); a warning at stages 0-2.
   int64_t sub_group_size = 1'000'000'000;
   OffloadOptimizerConfig offload_optimizer;
   OffloadParamConfig offload_param;
@@ -290,8 +294,6 @@ enum class TagValidation { kWarn, kIgnore, kFail };
 
 struct CheckpointConfig {
   TagValidation tag_validation = TagValidation::kWarn;
-  /// Accepted for compatibility: zerotrain checkpoints always load on any world size.
-  bool load_universal = false;
 };
 
 /// zerotrain extension: `"comm": {"timeout_s": 600, "check_collectives": false}`,

@@ -1,6 +1,6 @@
 #pragma once
 // The training engine: ZeRO stages 0-2 over a LibTorch module. See README.md,
-// "Training loop in C++", and docs/architecture.md, "The engine".
+// "Training loop in C++", and docs/architecture.md, "The engine" and "Units".
 //
 //   auto engine = zerotrain::initialize(model, zerotrain::Config::from_file("ds.json"));
 //   for (auto& batch : loader) {          // one micro-batch per iteration
@@ -13,6 +13,7 @@
 #include <zerotrain/comm.h>
 #include <zerotrain/config.h>
 #include <zerotrain/monitor.h>
+#include <zerotrain/units.h>
 
 #include <ATen/core/Tensor.h>
 
@@ -32,7 +33,7 @@ class Module;
 namespace zerotrain {
 
 namespace detail {
-struct EngineState;  // src/engine/engine_state.h
+class EngineImpl;  // src/engine/engine_impl.h
 }
 
 /// Parameters that share optimizer settings, as torch optimizers' param groups.
@@ -43,19 +44,26 @@ struct ParamGroup {
   std::optional<double> weight_decay;
 };
 
-/// One event of the gradient pipeline, for tests and tracing tools.
+/// One event of a unit's life or of the gradient pipeline, for tests and
+/// tracing tools. `unit` indexes Engine::units(); `param` the trainable
+/// parameters in registration order.
 struct EngineEvent {
   enum class Kind {
-    kGradReady,       // autograd accumulated a parameter's gradient (`param` set)
-    kReduceLaunched,  // a unit's reduction was issued (`unit` set)
-    kReduceRetired,   // a unit's reduction was waited for and its result stored
-    kBackwardDone,    // autograd returned; remaining units are flushed after this
+    kBeforeForward,    // a unit's forward begins (`unit`)
+    kAfterForward,     // a unit's forward ended (`unit`)
+    kBeforeBackward,   // autograd reached a unit's outputs (`unit`)
+    kGradReady,        // autograd accumulated a parameter's gradient (`unit`, `param`)
+    kAfterBackward,    // the last of a unit's parameters has its gradient (`unit`)
+    kReduceLaunched,   // a unit's reduction was issued (`unit`)
+    kReduceRetired,    // a unit's reduction was waited for and its result stored (`unit`)
+    kBackwardDone,     // autograd returned; units without gradients are flushed after this
+    kGatherLaunched,   // a unit's parameter all-gather was issued (`unit`)
+    kGatherDone,       // it completed and the unit's parameters may be read (`unit`)
   };
   Kind kind;
-  int group = -1;
   int unit = -1;
   int param = -1;
-  /// Reductions issued and not yet retired when the event happened.
+  /// Reductions issued and not yet retired when the event happened (reduction events).
   int in_flight = 0;
 };
 const char* to_string(EngineEvent::Kind kind);
@@ -70,6 +78,20 @@ struct InitOptions {
   std::function<void(const EngineEvent&)> observer;
   /// Sequence length, total steps and FLOPs for the progress reports.
   ProgressOptions progress;
+  /// Which module subtrees become units (include/zerotrain/units.h); subtrees
+  /// marked with zerotrain::Unit are units under every policy.
+  WrapPolicy wrap_policy;
+};
+
+/// The order in which the engine saw units run (unit indices of Engine::units()).
+struct ExecutionTrace {
+  /// The first training forward (under grad mode): units by their first entry.
+  /// Only units with triggers (zerotrain::Unit) report their forward.
+  std::vector<int> forward;
+  /// The first backward: units in the order their backward finished.
+  std::vector<int> backward;
+  /// Later training forwards whose order differed from the first.
+  int64_t forward_mismatches = 0;
 };
 
 enum class Phase { kForward = 0, kBackward, kReduce, kStep, kAllGather };
@@ -111,8 +133,8 @@ class PhaseTimer {
 
  private:
   friend class Engine;
-  PhaseTimer(detail::EngineState* state, Phase phase);
-  detail::EngineState* state_;
+  PhaseTimer(detail::EngineImpl* state, Phase phase);
+  detail::EngineImpl* state_;
   Phase phase_;
   std::chrono::steady_clock::time_point start_;
 };
@@ -127,8 +149,8 @@ class NoSyncGuard {
 
  private:
   friend class Engine;
-  explicit NoSyncGuard(detail::EngineState* state);
-  detail::EngineState* state_;
+  explicit NoSyncGuard(detail::EngineImpl* state);
+  detail::EngineImpl* state_;
 };
 
 class Engine {
@@ -167,6 +189,21 @@ class Engine {
   int world_size() const;
   Communicator& communicator() const;
 
+  /// The units the wrap policy made, in unit order.
+  std::vector<UnitInfo> units() const;
+  ExecutionTrace execution_trace() const;
+  /// Units in the order their gradients are reduced (Note [Launch units in
+  /// one order on every rank] in src/zero/grad_reducer.h).
+  std::vector<int> reduce_order() const;
+
+  /// Collective (every rank calls it, between steps): a trainable parameter's
+  /// full fp32 master value by name, shaped like the parameter, as
+  /// DeepSpeed's safe_get_full_fp32_param; on CPU.
+  at::Tensor full_fp32_param(const std::string& name);
+  /// Collective: "exp_avg" or "exp_avg_sq" of a parameter, as
+  /// safe_get_full_optimizer_state.
+  at::Tensor full_optimizer_state(const std::string& name, const std::string& state);
+
   MemoryReport memory_report() const;
   /// Collectives of the last optimizer step: everything this engine issued
   /// from the end of the previous boundary step to the end of the last one.
@@ -200,16 +237,23 @@ class Engine {
   std::string save_16bit_model(const std::string& dir, const std::string& filename = "pytorch_model.bin");
 
   /// Internal: use initialize().
-  explicit Engine(std::unique_ptr<detail::EngineState> state);
+  explicit Engine(std::unique_ptr<detail::EngineImpl> state);
 
  private:
-  std::unique_ptr<detail::EngineState> state_;
+  std::unique_ptr<detail::EngineImpl> state_;
 };
 
+/// The settings of a valid config that this version's engine does not run
+/// yet (stage 3, optimizer offload, activation checkpointing, no optimizer
+/// section), each with its JSON path and what to do instead. initialize()
+/// throws them as one ConfigError; `zerotrain config check` reports the same.
+std::vector<ConfigProblem> unsupported_settings(const Config& config);
+
 /// Builds the engine: resolves the config against the communicator's world
-/// size, casts the model to the configured dtype, moves each group's
-/// parameters into flat buffers (broadcast from rank 0) and registers the
-/// gradient hooks.
+/// size, casts the model to the configured dtype, cuts the trainable
+/// parameters into units by options.wrap_policy, moves each unit into a flat
+/// buffer of its own (broadcast from rank 0), attaches the zerotrain::Unit
+/// wrappers and registers the gradient hooks.
 Engine initialize(std::shared_ptr<torch::nn::Module> model, const Config& config,
                   InitOptions options = {});
 

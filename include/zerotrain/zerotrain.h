@@ -7,3 +7,5 @@
 #include <zerotrain/engine.h>
 #include <zerotrain/estimate.h>
 #include <zerotrain/monitor.h>
+#include <zerotrain/unit_module.h>
+#include <zerotrain/units.h>

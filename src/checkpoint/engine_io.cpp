@@ -5,42 +5,34 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Context.h>
 #include <c10/util/Exception.h>
-#include <torch/nn/module.h>
 
 #include <mutex>
 
 namespace zerotrain::checkpoint {
 
-at::ScalarType engine_model_dtype(const detail::EngineState& s) {
-  return s.groups.front().flat_params().scalar_type();
-}
-
-at::Tensor state_buffer(const zero::FlatParamGroup& g, const zero::Unit& unit, PieceState state) {
+at::Tensor state_buffer(const zero::OwnedState& owned, int u, PieceState state) {
   switch (state) {
-    case PieceState::kMaster: return g.master(unit);
-    case PieceState::kExpAvg: return g.moments(unit).exp_avg;
-    case PieceState::kExpAvgSq: return g.moments(unit).exp_avg_sq;
-    case PieceState::kModel: return g.owned_params(unit);
+    case PieceState::kMaster: return owned.master(u);
+    case PieceState::kExpAvg: return owned.moments(u).exp_avg;
+    case PieceState::kExpAvgSq: return owned.moments(u).exp_avg_sq;
+    case PieceState::kModel: return owned.owned_params(u);
   }
   TORCH_INTERNAL_ASSERT(false, "unknown piece state");
 }
 
-std::vector<Slot> piece_slots(const detail::EngineState& s, const std::vector<PieceState>& states) {
+std::vector<Slot> piece_slots(const zero::ShardedModel& model, const std::vector<PieceState>& states) {
   std::vector<Slot> out;
-  const int rank = s.comm->rank();
-  const at::ScalarType model_dtype = engine_model_dtype(s);
-  for (const zero::FlatParamGroup& g : s.groups) {
-    if (!writes_pieces(g.layout(), rank)) continue;
-    const std::vector<OwnedPiece> pieces = owned_pieces(g.layout());
-    for (PieceState state : states)
-      for (const OwnedPiece& p : pieces) {
-        const at::Tensor buf = state_buffer(g, g.units()[static_cast<size_t>(p.unit)], state);
-        out.push_back({{piece_tensor_name(state, g.name(p.param), p.param_offset),
-                        piece_dtype(state, model_dtype),
-                        {p.numel}},
-                       buf.narrow(0, p.unit_offset, p.numel)});
-      }
-  }
+  const int rank = model.owned().rank();
+  if (!writes_pieces(model.layout(), rank)) return out;
+  const std::vector<OwnedPiece> pieces = owned_pieces(model.layout(), rank);
+  for (PieceState state : states)
+    for (const OwnedPiece& p : pieces) {
+      const at::Tensor buf = state_buffer(model.owned(), p.unit, state);
+      out.push_back({{piece_tensor_name(state, model.param_names()[static_cast<size_t>(p.param)], p.param_offset),
+                      piece_dtype(state, model.dtype()),
+                      {p.numel}},
+                     buf.narrow(0, p.unit_offset, p.numel)});
+    }
   return out;
 }
 
@@ -73,15 +65,6 @@ void restore_rng(c10::Device device, const std::string& name, const at::Tensor& 
   at::Generator gen = default_generator(d);
   std::lock_guard<std::mutex> lock(gen.mutex());
   gen.set_state(state);
-}
-
-std::vector<ModuleTensor> module_tensors(const torch::nn::Module& module) {
-  std::vector<ModuleTensor> out;
-  for (const auto& item : module.named_parameters(/*recurse=*/true))
-    if (!item.value().requires_grad()) out.push_back({item.key(), "frozen_parameter", item.value()});
-  for (const auto& item : module.named_buffers(/*recurse=*/true))
-    if (item.value().defined()) out.push_back({item.key(), "buffer", item.value()});
-  return out;
 }
 
 }  // namespace zerotrain::checkpoint

@@ -1,4 +1,4 @@
-// Engine::load_checkpoint: onto any world size and ZeRO stage.
+// checkpoint::load_checkpoint (engine_checkpoint.h): onto any world size and ZeRO stage.
 //
 // Note [A load changes nothing until every file is verified]
 // Each rank plans which byte ranges of which files its new shard needs (Note
@@ -10,32 +10,26 @@
 // and leaves every engine as it was. Re-sharding is a change of plan, not a
 // conversion step: the pieces tile each parameter, whatever layout wrote them.
 
-#include <zerotrain/engine.h>
+#include "checkpoint/engine_checkpoint.h"
 
 #include "checkpoint/agree.h"
-#include "checkpoint/engine_io.h"
 #include "checkpoint/file_io.h"
 #include "checkpoint/manifest.h"
 #include "checkpoint/reader.h"
 #include "checkpoint/safetensors.h"
 #include "checkpoint/shard_pieces.h"
-#include "engine/engine_state.h"
-#include "zero/shard_optimizer.h"
 
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <ATen/record_function.h>
 #include <c10/core/GradMode.h>
 #include <c10/util/Exception.h>
-#include <torch/nn/module.h>
 
 #include <iostream>
 #include <map>
 #include <unordered_map>
 
-namespace zerotrain {
-
-using namespace checkpoint;
+namespace zerotrain::checkpoint {
 
 namespace {
 
@@ -71,12 +65,8 @@ class LoadPlan {
   std::map<std::string, std::vector<Read>> reads_;
 };
 
-struct GroupStaging {
-  std::map<PieceState, at::Tensor> states;  // CPU, the group's owned size
-};
-
 struct Staged {
-  std::vector<GroupStaging> groups;
+  std::map<PieceState, at::Tensor> states;  // CPU, the size of the owned buffers
   std::vector<std::pair<at::Tensor, at::Tensor>> module;  // (model tensor, staged value)
   std::vector<std::pair<std::string, at::Tensor>> rng;
 };
@@ -89,61 +79,52 @@ std::unordered_map<std::string, const ParamEntry*> saved_params(const Manifest& 
   return out;
 }
 
-void check_params_match(const detail::EngineState& s, const Manifest& m, const std::string& where,
+void check_params_match(const zero::ShardedModel& model, const Manifest& m, const std::string& where,
                         const std::unordered_map<std::string, const ParamEntry*>& saved) {
-  size_t matched = 0;
-  for (const zero::FlatParamGroup& g : s.groups)
-    for (int i = 0; i < g.layout().num_params(); ++i) {
-      auto it = saved.find(g.name(i));
-      TORCH_CHECK(it != saved.end(), "zerotrain: checkpoint '", where, "' has no parameter '", g.name(i),
-                  "' that the model trains");
-      const auto shape = g.params()[static_cast<size_t>(i)].sizes().vec();
-      TORCH_CHECK(it->second->shape == shape, "zerotrain: checkpoint '", where, "': parameter '",
-                  g.name(i), "' has shape ", c10::IntArrayRef(it->second->shape), " and the model's has ",
-                  c10::IntArrayRef(shape));
-      ++matched;
-    }
-  if (matched == saved.size()) return;
-  for (const auto& [name, p] : saved) {
-    bool found = false;
-    for (const zero::FlatParamGroup& g : s.groups)
-      for (int i = 0; i < g.layout().num_params() && !found; ++i) found = g.name(i) == name;
-    TORCH_CHECK(found, "zerotrain: checkpoint '", where, "' trains parameter '", name,
-                "' that the model does not train (", m.num_parameters(), " saved elements)");
+  const auto& names = model.param_names();
+  for (size_t p = 0; p < names.size(); ++p) {
+    auto it = saved.find(names[p]);
+    TORCH_CHECK(it != saved.end(), "zerotrain: checkpoint '", where, "' has no parameter '", names[p],
+                "' that the model trains");
+    const auto shape = model.param(static_cast<int>(p)).sizes().vec();
+    TORCH_CHECK(it->second->shape == shape, "zerotrain: checkpoint '", where, "': parameter '", names[p],
+                "' has shape ", c10::IntArrayRef(it->second->shape), " and the model's has ", c10::IntArrayRef(shape));
   }
+  if (names.size() == saved.size()) return;
+  for (const auto& [name, p] : saved)
+    TORCH_CHECK(std::find(names.begin(), names.end(), name) != names.end(), "zerotrain: checkpoint '", where,
+                "' trains parameter '", name, "' that the model does not train (", m.num_parameters(),
+                " saved elements)");
 }
 
-Staged plan_and_read(const detail::EngineState& s, const Manifest& m, const std::string& tag_dir,
+Staged plan_and_read(const EngineParts& e, const Manifest& m, const std::string& tag_dir,
                      const std::vector<PieceState>& states, bool with_rng, bool strict) {
+  const zero::ShardedModel& model = e.model;
   const auto saved = saved_params(m);
-  check_params_match(s, m, tag_dir, saved);
+  check_params_match(model, m, tag_dir, saved);
   Staged st;
   LoadPlan plan;
-  for (const zero::FlatParamGroup& g : s.groups) {
-    GroupStaging gs;
-    const std::vector<OwnedPiece> wants = owned_pieces(g.layout());
-    for (PieceState state : states) {
-      const at::ScalarType dt = piece_dtype(state, m.model_dtype);
-      const int64_t esize = static_cast<int64_t>(c10::elementSize(dt));
-      at::Tensor buf = at::zeros({g.layout().owned_numel()}, at::TensorOptions().dtype(dt));
-      char* base = static_cast<char*>(buf.data_ptr());
-      for (const OwnedPiece& want : wants) {
-        const ParamEntry& p = *saved.at(g.name(want.param));
-        for (const PieceCopy& c : plan_copies(p, want))
-          plan.add(rank_file_name(c.source.rank),
-                   {{piece_tensor_name(state, p.name, c.source.offset), dt, {c.source.numel}},
-                    static_cast<uint64_t>(c.src_offset * esize),
-                    static_cast<uint64_t>(c.numel * esize),
-                    base + c.owned_offset * esize});
-      }
-      gs.states.emplace(state, std::move(buf));
+  const std::vector<OwnedPiece> wants = owned_pieces(model.layout(), model.owned().rank());
+  for (PieceState state : states) {
+    const at::ScalarType dt = piece_dtype(state, m.model_dtype);
+    const int64_t esize = static_cast<int64_t>(c10::elementSize(dt));
+    at::Tensor buf = at::zeros({model.layout().owned_numel()}, at::TensorOptions().dtype(dt));
+    char* base = static_cast<char*>(buf.data_ptr());
+    for (const OwnedPiece& want : wants) {
+      const ParamEntry& p = *saved.at(model.param_names()[static_cast<size_t>(want.param)]);
+      for (const PieceCopy& c : plan_copies(p, want))
+        plan.add(rank_file_name(c.source.rank),
+                 {{piece_tensor_name(state, p.name, c.source.offset), dt, {c.source.numel}},
+                  static_cast<uint64_t>(c.src_offset * esize),
+                  static_cast<uint64_t>(c.numel * esize),
+                  base + c.owned_offset * esize});
     }
-    st.groups.push_back(std::move(gs));
+    st.states.emplace(state, std::move(buf));
   }
 
   // Buffers and frozen parameters, by name, from module.safetensors.
   std::unordered_map<std::string, at::Tensor> model_tensors;
-  for (ModuleTensor& t : module_tensors(*s.module)) model_tensors.emplace(t.name, t.tensor);
+  for (detail::ModuleTensor& t : e.access.module_tensors()) model_tensors.emplace(t.name, t.tensor);
   const FileEntry* module_entry = m.file(kModuleFile);
   TORCH_CHECK(module_entry != nullptr, "zerotrain: '", join_path(tag_dir, kManifestFile), "' lists no ",
               kModuleFile);
@@ -152,18 +133,18 @@ Staged plan_and_read(const detail::EngineState& s, const Manifest& m, const std:
     const SafetensorsHeader h = read_safetensors_header(f);
     std::vector<CopyJob> jobs;
     size_t used = 0;
-    for (const ModuleTensorEntry& e : m.module_tensors) {
-      const TensorRecord* r = h.find(e.name);
-      TORCH_CHECK(r != nullptr, "zerotrain: checkpoint file '", f.path(), "' lacks tensor '", e.name, "'");
-      auto it = model_tensors.find(e.name);
+    for (const ModuleTensorEntry& entry : m.module_tensors) {
+      const TensorRecord* r = h.find(entry.name);
+      TORCH_CHECK(r != nullptr, "zerotrain: checkpoint file '", f.path(), "' lacks tensor '", entry.name, "'");
+      auto it = model_tensors.find(entry.name);
       if (it == model_tensors.end()) {
-        TORCH_CHECK(!strict, "zerotrain: checkpoint '", tag_dir, "' has ", e.kind, " '", e.name,
+        TORCH_CHECK(!strict, "zerotrain: checkpoint '", tag_dir, "' has ", entry.kind, " '", entry.name,
                     "' that the model lacks (load_module_strict)");
         continue;
       }
       ++used;
       TORCH_CHECK(it->second.sizes().vec() == r->spec.shape, "zerotrain: checkpoint '", tag_dir, "': ",
-                  e.kind, " '", e.name, "' has shape ", c10::IntArrayRef(r->spec.shape),
+                  entry.kind, " '", entry.name, "' has shape ", c10::IntArrayRef(r->spec.shape),
                   " and the model's has ", it->second.sizes());
       at::Tensor v = at::empty(r->spec.shape, at::TensorOptions().dtype(r->spec.dtype));
       jobs.push_back({h.data_start + r->begin, r->end - r->begin, v.data_ptr()});
@@ -172,7 +153,7 @@ Staged plan_and_read(const detail::EngineState& s, const Manifest& m, const std:
     if (strict && used != model_tensors.size())
       for (const auto& [name, t] : model_tensors) {
         bool found = false;
-        for (const ModuleTensorEntry& e : m.module_tensors) found = found || e.name == name;
+        for (const ModuleTensorEntry& entry : m.module_tensors) found = found || entry.name == name;
         TORCH_CHECK(found, "zerotrain: checkpoint '", tag_dir, "' lacks '", name,
                     "', a buffer or frozen parameter of the model (load_module_strict)");
       }
@@ -181,10 +162,10 @@ Staged plan_and_read(const detail::EngineState& s, const Manifest& m, const std:
 
   if (with_rng) {
     std::vector<std::string> names{"rng:cpu"};
-    if (!s.device.is_cpu()) names.push_back("rng:cuda");
-    const FileEntry* entry = m.file(rank_file_name(s.comm->rank()));
+    if (!model.device().is_cpu()) names.push_back("rng:cuda");
+    const FileEntry* entry = m.file(rank_file_name(e.comm.rank()));
     TORCH_CHECK(entry != nullptr, "zerotrain: '", join_path(tag_dir, kManifestFile), "' lists no ",
-                rank_file_name(s.comm->rank()));
+                rank_file_name(e.comm.rank()));
     const InputFile f = open_checked(tag_dir, *entry);
     const SafetensorsHeader h = read_safetensors_header(f);
     for (const std::string& name : names) {
@@ -201,7 +182,12 @@ Staged plan_and_read(const detail::EngineState& s, const Manifest& m, const std:
 
 }  // namespace
 
+}  // namespace zerotrain::checkpoint
+
+namespace zerotrain {
+
 std::string latest_tag(const std::string& dir) {
+  using namespace checkpoint;
   const std::string path = join_path(dir, kLatestFile);
   TORCH_CHECK(path_exists(path), "zerotrain: '", path,
               "' does not exist: no complete checkpoint was saved in '", dir, "' (or give a tag)");
@@ -212,85 +198,78 @@ std::string latest_tag(const std::string& dir) {
   return tag;
 }
 
-std::optional<LoadedCheckpoint> Engine::load_checkpoint(const std::string& dir, const std::string& tag_in,
-                                                        const LoadCheckpointOptions& options) {
-  detail::EngineState& s = *state_;
+}  // namespace zerotrain
+
+namespace zerotrain::checkpoint {
+
+std::optional<LoadResult> load_checkpoint(const EngineParts& e, const std::string& dir, const std::string& tag_in,
+                                          const LoadCheckpointOptions& options) {
   RECORD_FUNCTION("zerotrain::load_checkpoint", std::vector<c10::IValue>());
-  TORCH_CHECK(s.reducer->state() == zero::GradState::kClean && s.micro_steps % s.gas() == 0,
-              "zerotrain: load_checkpoint() inside an accumulation window (micro step ", s.micro_steps,
-              ") would mix the accumulated gradients with the loaded state; load between steps");
+  zero::ShardedModel& model = e.model;
   if (tag_in.empty() && !path_exists(join_path(dir, kLatestFile))) {
-    if (s.comm->rank() == 0)
-      std::cerr << "zerotrain: no checkpoint to load: '" << join_path(dir, kLatestFile)
-                << "' does not exist\n";
+    if (e.comm.rank() == 0)
+      std::cerr << "zerotrain: no checkpoint to load: '" << join_path(dir, kLatestFile) << "' does not exist\n";
     return std::nullopt;
   }
   const bool full = !options.load_module_only && options.load_optimizer_states;
   Manifest m;
   Staged st;
   std::string tag_dir;
+  // zero_optimization.load_from_fp32_weights: false rebuilds the master
+  // weights from the saved model-dtype weights, as DeepSpeed does.
+  const bool master_from_fp32 = e.config.zero().load_from_fp32_weights;
+  PieceState weights = PieceState::kMaster;
   std::string err = capture_error([&] {
     const std::string tag = tag_in.empty() ? latest_tag(dir) : tag_in;
     check_tag(tag);
     tag_dir = join_path(dir, tag);
     m = read_manifest(tag_dir);
-    std::vector<PieceState> states;
-    if (full)
-      states = {PieceState::kMaster, PieceState::kExpAvg, PieceState::kExpAvgSq};
-    else
-      states = {m.has_model_pieces() ? PieceState::kModel : PieceState::kMaster};
-    const bool rng = !options.load_module_only && m.world_size == s.comm->world_size();
-    st = plan_and_read(s, m, tag_dir, states, rng, options.load_module_strict);
+    if (m.has_model_pieces() && (!full || !master_from_fp32)) weights = PieceState::kModel;
+    std::vector<PieceState> states{weights};
+    if (full) {
+      states.push_back(PieceState::kExpAvg);
+      states.push_back(PieceState::kExpAvgSq);
+    }
+    const bool rng = !options.load_module_only && m.world_size == e.comm.world_size();
+    st = plan_and_read(e, m, tag_dir, states, rng, options.load_module_strict);
   });
-  agree(*s.comm, s.device, err, "loading checkpoint from '" + dir + "'");
+  agree(e.comm, model.device(), err, "loading checkpoint from '" + dir + "'");
 
   // Note [A load changes nothing until every file is verified]: from here on, only copies.
   {
     c10::NoGradGuard no_grad;
-    for (size_t gi = 0; gi < s.groups.size(); ++gi) {
-      zero::FlatParamGroup& g = s.groups[gi];
-      const auto& staged = st.groups[gi].states;
-      for (const zero::Unit& u : g.units()) {
-        const auto part = [&](PieceState state) {
-          return staged.at(state).narrow(0, u.owned_offset, u.owned_numel);
-        };
-        if (full) {
-          g.master(u).copy_(part(PieceState::kMaster));
-          g.moments(u).exp_avg.copy_(part(PieceState::kExpAvg));
-          g.moments(u).exp_avg_sq.copy_(part(PieceState::kExpAvgSq));
-          if (g.master_bytes() > 0) g.owned_params(u).copy_(g.master(u));  // rounded as the step rounds
-        } else {
-          g.owned_params(u).copy_(part(staged.begin()->first));
-          if (g.master_bytes() > 0) g.master(u).copy_(g.owned_params(u));
-        }
+    zero::OwnedState& owned = model.owned();
+    for (size_t ui = 0; ui < model.layout().units().size(); ++ui) {
+      const int u = static_cast<int>(ui);
+      const zero::UnitLayout& l = model.layout().unit(u);
+      const auto part = [&](PieceState state) { return st.states.at(state).narrow(0, l.owned_offset, l.owned_numel); };
+      if (full) {
+        owned.moments(u).exp_avg.copy_(part(PieceState::kExpAvg));
+        owned.moments(u).exp_avg_sq.copy_(part(PieceState::kExpAvgSq));
+      }
+      if (weights == PieceState::kMaster) {
+        owned.master(u).copy_(part(PieceState::kMaster));
+      } else {
+        owned.owned_params(u).copy_(part(PieceState::kModel));
+        owned.master(u).copy_(owned.owned_params(u));
       }
     }
     for (auto& [tensor, value] : st.module) tensor.copy_(value);
   }
-  zero::gather_params(s.groups, *s.comm, s.config.zero().allgather_bucket_size);
-  for (zero::FlatParamGroup& g : s.groups) g.zero_grads();
-  s.reducer->mark_clean();
-  for (const auto& [name, value] : st.rng) restore_rng(s.device, name, value);
+  model.after_master_load();  // the parameters follow the master weights (rounded as the step rounds)
+  for (const auto& [name, value] : st.rng) restore_rng(model.device(), name, value);
 
-  if (!options.load_module_only) {
-    s.global_steps = m.engine.global_steps;
-    s.micro_steps = m.engine.micro_steps;
-    s.skipped_steps = m.engine.skipped_steps;
-    if (full) s.applied_steps = m.engine.optimizer_steps;
-    if (s.scaler.is_dynamic() && m.model_dtype == at::kHalf) s.scaler.restore(m.engine.loss_scaler);
-    if (options.load_lr_scheduler_states && s.scheduler && m.engine.scheduler_last_batch_iteration)
-      s.scheduler->set_last_batch_iteration(*m.engine.scheduler_last_batch_iteration);
-  }
-  s.step_applied = false;
-  s.reporter->restart();  // rates and the ETA count from here
-  LoadedCheckpoint out;
-  out.path = tag_dir;
-  out.tag = m.tag;
-  out.client_state = m.client_state;
-  out.saved_world_size = m.world_size;
-  out.saved_zero_stage = m.zero_stage;
-  out.rng_restored = !st.rng.empty();
+  LoadResult out;
+  out.info.path = tag_dir;
+  out.info.tag = m.tag;
+  out.info.client_state = m.client_state;
+  out.info.saved_world_size = m.world_size;
+  out.info.saved_zero_stage = m.zero_stage;
+  out.info.rng_restored = !st.rng.empty();
+  out.counters = m.engine;
+  out.saved_dtype = m.model_dtype;
+  out.optimizer_states = full;
   return out;
 }
 
-}  // namespace zerotrain
+}  // namespace zerotrain::checkpoint

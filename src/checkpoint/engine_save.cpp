@@ -1,4 +1,4 @@
-// Engine::save_checkpoint and Engine::save_16bit_model.
+// checkpoint::save_checkpoint and save_16bit_model (engine_checkpoint.h).
 //
 // Note [A save is atomic]
 // Every rank writes its file into `<dir>/.<tag>.partial/` and fsyncs it; the
@@ -11,30 +11,25 @@
 // the previous state or the new complete tag, and `latest` always names a
 // complete tag. A stale `.partial` directory is removed by the next save.
 
-#include <zerotrain/engine.h>
+#include "checkpoint/engine_checkpoint.h"
 
 #include "checkpoint/agree.h"
 #include "checkpoint/checksum.h"
-#include "checkpoint/engine_io.h"
 #include "checkpoint/file_io.h"
 #include "checkpoint/manifest.h"
 #include "checkpoint/reader.h"
 #include "checkpoint/safetensors.h"
 #include "checkpoint/shard_pieces.h"
 #include "checkpoint/torch_format.h"
-#include "engine/engine_state.h"
 #include "zerotrain/version.h"
 
 #include <ATen/record_function.h>
 #include <c10/util/Exception.h>
-#include <torch/nn/module.h>
 
 #include <cstring>
 #include <iostream>
 
-namespace zerotrain {
-
-using namespace checkpoint;
+namespace zerotrain::checkpoint {
 
 namespace {
 
@@ -64,53 +59,49 @@ uint64_t as_unsigned(int64_t v) {
 }
 
 // checkpoint.tag_validation: DeepSpeed compares the tag's hash across ranks.
-void validate_tag(const detail::EngineState& s, const std::string& tag) {
-  const TagValidation mode = s.config.checkpoint().tag_validation;
+void validate_tag(const EngineParts& e, const std::string& tag) {
+  const TagValidation mode = e.config.checkpoint().tag_validation;
   if (mode == TagValidation::kIgnore) return;
   Checksum h;
   h.update(tag.data(), tag.size());
   const std::vector<int64_t> all =
-      all_gather_values(*s.comm, s.device, std::vector<int64_t>{as_signed(h.digest())});
+      all_gather_values(e.comm, e.model.device(), std::vector<int64_t>{as_signed(h.digest())});
   for (size_t r = 1; r < all.size(); ++r) {
     if (all[r] == all[0]) continue;
     const std::string msg = "zerotrain: checkpoint tag '" + tag + "' differs between rank 0 and rank " +
                             std::to_string(r) + " (checkpoint.tag_validation)";
     TORCH_CHECK(mode != TagValidation::kFail, msg);
-    if (s.comm->rank() == 0) std::cerr << msg << "; saving anyway (tag_validation is Warn)\n";
+    if (e.comm.rank() == 0) std::cerr << msg << "; saving anyway (tag_validation is Warn)\n";
     return;
   }
 }
 
-Manifest build_manifest(const detail::EngineState& s, const std::string& tag, const nlohmann::json& client,
-                        const std::vector<int64_t>& digests, const FileDigest& module_digest,
-                        const std::vector<ModuleTensor>& module) {
+Manifest build_manifest(const EngineParts& e, const EngineCounters& counters, const std::string& tag,
+                        const nlohmann::json& client, const std::vector<int64_t>& digests,
+                        const FileDigest& module_digest, const std::vector<detail::ModuleTensor>& module) {
+  const zero::ShardedModel& model = e.model;
   Manifest m;
   m.zerotrain_version = ZEROTRAIN_VERSION_STRING;
   m.torch_version = ZEROTRAIN_TORCH_VERSION_STRING;
   m.tag = tag;
-  m.world_size = s.comm->world_size();
-  m.zero_stage = s.config.zero().stage;
-  m.model_dtype = engine_model_dtype(s);
-  m.optimizer = to_string(s.optimizer.kind);
-  m.config = s.config.to_json();
+  m.world_size = e.comm.world_size();
+  m.zero_stage = e.config.zero().stage;
+  m.model_dtype = model.dtype();
+  m.optimizer = to_string(e.config.optimizer()->kind);
+  m.config = e.config.to_json();
   m.client_state = client;
-  m.engine.global_steps = s.global_steps;
-  m.engine.micro_steps = s.micro_steps;
-  m.engine.skipped_steps = s.skipped_steps;
-  m.engine.optimizer_steps = s.applied_steps;
-  m.engine.loss_scaler = s.scaler.state();
-  if (s.scheduler) m.engine.scheduler_last_batch_iteration = s.scheduler->last_batch_iteration();
-  for (const zero::FlatParamGroup& g : s.groups) {
+  m.engine = counters;
+  const auto pieces = saved_pieces(model.layout());
+  for (const zero::OptimizerGroup& g : model.groups()) {
     GroupEntry ge;
-    ge.lr = g.lr();
-    ge.weight_decay = g.weight_decay();
-    const auto pieces = saved_pieces(g, m.world_size);
-    for (int i = 0; i < g.layout().num_params(); ++i)
-      ge.params.push_back({g.name(i), g.params()[static_cast<size_t>(i)].sizes().vec(),
-                           pieces[static_cast<size_t>(i)]});
+    ge.lr = g.lr;
+    ge.weight_decay = g.weight_decay;
+    for (int p : g.params)
+      ge.params.push_back({model.param_names()[static_cast<size_t>(p)], model.param(p).sizes().vec(),
+                           pieces[static_cast<size_t>(p)]});
     m.groups.push_back(std::move(ge));
   }
-  for (const ModuleTensor& t : module) m.module_tensors.push_back({t.name, t.kind});
+  for (const detail::ModuleTensor& t : module) m.module_tensors.push_back({t.name, t.kind});
   for (int r = 0; r < m.world_size; ++r)
     m.files.push_back({rank_file_name(r), as_unsigned(digests[2 * static_cast<size_t>(r)]),
                        as_unsigned(digests[2 * static_cast<size_t>(r) + 1])});
@@ -120,18 +111,14 @@ Manifest build_manifest(const detail::EngineState& s, const std::string& tag, co
 
 }  // namespace
 
-std::string Engine::save_checkpoint(const std::string& dir, const std::string& tag_in,
-                                    const SaveCheckpointOptions& options) {
-  detail::EngineState& s = *state_;
+std::string save_checkpoint(const EngineParts& e, const EngineCounters& counters, const std::string& dir,
+                            const std::string& tag_in, const SaveCheckpointOptions& options) {
   RECORD_FUNCTION("zerotrain::save_checkpoint", std::vector<c10::IValue>());
-  TORCH_CHECK(s.reducer->state() == zero::GradState::kClean && s.micro_steps % s.gas() == 0,
-              "zerotrain: save_checkpoint() inside an accumulation window (micro step ", s.micro_steps,
-              ", gradient_accumulation_steps ", s.gas(), ") would drop the accumulated gradients; "
-              "save after the boundary step()");
-  const std::string tag = tag_in.empty() ? "global_step" + std::to_string(s.global_steps) : tag_in;
+  const std::string tag = tag_in.empty() ? "global_step" + std::to_string(counters.global_steps) : tag_in;
   check_tag(tag);
-  validate_tag(s, tag);
-  Communicator& comm = *s.comm;
+  validate_tag(e, tag);
+  Communicator& comm = e.comm;
+  const c10::Device device = e.model.device();
   const int rank = comm.rank();
   const std::string tag_dir = join_path(dir, tag);
   const std::string tmp_dir = join_path(dir, "." + tag + ".partial");
@@ -143,31 +130,29 @@ std::string Engine::save_checkpoint(const std::string& dir, const std::string& t
       remove_tree(tmp_dir);  // left by a save that was killed
       make_directories(tmp_dir);
     });
-  agree(comm, s.device, err, "preparing checkpoint directory '" + tmp_dir + "'");
+  agree(comm, device, err, "preparing checkpoint directory '" + tmp_dir + "'");
 
   FileDigest mine, module_digest;
-  const std::vector<ModuleTensor> module = module_tensors(*s.module);
+  const std::vector<detail::ModuleTensor> module = e.access.module_tensors();
   err = capture_error([&] {
-    std::vector<Slot> slots = piece_slots(s, piece_states(engine_model_dtype(s)));
-    for (Slot& r : rng_slots(s.device)) slots.push_back(std::move(r));
+    std::vector<Slot> slots = piece_slots(e.model, piece_states(e.model.dtype()));
+    for (Slot& r : rng_slots(device)) slots.push_back(std::move(r));
     mine = write_file(join_path(tmp_dir, rank_file_name(rank)), slots,
                       {{"format", kFormatName}, {"tag", tag}, {"rank", std::to_string(rank)}});
     if (rank == 0) {
       std::vector<Slot> module_slots;
-      for (const ModuleTensor& t : module)
+      for (const detail::ModuleTensor& t : module)
         module_slots.push_back({{t.name, t.tensor.scalar_type(), t.tensor.sizes().vec()}, t.tensor});
-      module_digest = write_file(join_path(tmp_dir, kModuleFile), module_slots,
-                                 {{"format", kFormatName}, {"tag", tag}});
+      module_digest = write_file(join_path(tmp_dir, kModuleFile), module_slots, {{"format", kFormatName}, {"tag", tag}});
     }
   });
-  agree(comm, s.device, err, "writing checkpoint files into '" + tmp_dir + "'");
+  agree(comm, device, err, "writing checkpoint files into '" + tmp_dir + "'");
   const std::vector<int64_t> digests =
-      all_gather_values(comm, s.device,
-                        std::vector<int64_t>{as_signed(mine.bytes), as_signed(mine.checksum)});
+      all_gather_values(comm, device, std::vector<int64_t>{as_signed(mine.bytes), as_signed(mine.checksum)});
 
   if (rank == 0)
     err = capture_error([&] {
-      const Manifest m = build_manifest(s, tag, options.client_state, digests, module_digest, module);
+      const Manifest m = build_manifest(e, counters, tag, options.client_state, digests, module_digest, module);
       const std::string text = m.to_text();
       OutputFile f(join_path(tmp_dir, kManifestFile));
       f.write(text.data(), text.size());
@@ -177,25 +162,20 @@ std::string Engine::save_checkpoint(const std::string& dir, const std::string& t
       fsync_directory(dir);
       if (options.save_latest) write_file_atomically(join_path(dir, kLatestFile), tag);
     });
-  agree(comm, s.device, err, "committing checkpoint '" + tag_dir + "'");
+  agree(comm, device, err, "committing checkpoint '" + tag_dir + "'");
   return tag_dir;
 }
 
-std::string Engine::save_16bit_model(const std::string& dir, const std::string& filename) {
-  detail::EngineState& s = *state_;
+std::string save_16bit_model(const EngineParts& e, const std::string& dir, const std::string& filename) {
   TORCH_CHECK(!filename.empty() && filename.find('/') == std::string::npos,
               "zerotrain: save_16bit_model() takes a file name without '/', got '", filename, "'");
   const std::string path = join_path(dir, filename);
   std::string err;
-  if (s.comm->rank() == 0)
+  if (e.comm.rank() == 0)
     err = capture_error([&] {
       make_directories(dir);
       const std::string tmp = path + ".partial";
-      std::vector<std::pair<std::string, at::Tensor>> tensors;
-      for (const auto& item : s.module->named_parameters(/*recurse=*/true))
-        tensors.emplace_back(item.key(), item.value().detach());
-      for (const auto& item : s.module->named_buffers(/*recurse=*/true))
-        if (item.value().defined()) tensors.emplace_back(item.key(), item.value());
+      const std::vector<std::pair<std::string, at::Tensor>> tensors = e.access.state_tensors();
       const bool safetensors = filename.size() > 12 && filename.rfind(".safetensors") == filename.size() - 12;
       if (safetensors) {
         std::vector<Slot> slots;
@@ -209,8 +189,8 @@ std::string Engine::save_16bit_model(const std::string& dir, const std::string& 
       replace_path(tmp, path);
       fsync_directory(dir);
     });
-  agree(*s.comm, s.device, err, "save_16bit_model('" + path + "')");
+  agree(e.comm, e.model.device(), err, "save_16bit_model('" + path + "')");
   return path;
 }
 
-}  // namespace zerotrain
+}  // namespace zerotrain::checkpoint

@@ -8,48 +8,36 @@
 
 namespace zerotrain::checkpoint {
 
-std::vector<OwnedPiece> owned_pieces(const zero::GroupLayout& layout) {
+std::vector<OwnedPiece> owned_pieces(const zero::ModelLayout& layout, int rank) {
   std::vector<OwnedPiece> out;
-  const auto& units = layout.units();
-  for (size_t ui = 0; ui < units.size(); ++ui) {
-    const zero::Unit& u = units[ui];
-    const auto [begin, end] = layout.owned_range_in_flat(u);
-    const auto& slots = u.layout.slots();
-    for (int k = 0; k < u.num_params; ++k) {
-      const int64_t start = u.flat_offset + slots[static_cast<size_t>(k)].offset;
-      const int64_t stop = start + slots[static_cast<size_t>(k)].numel;
-      const int64_t b = std::max(start, begin), e = std::min(stop, end);
-      if (b >= e) continue;
+  for (size_t ui = 0; ui < layout.units().size(); ++ui) {
+    const int u = static_cast<int>(ui);
+    const zero::UnitLayout& unit = layout.unit(u);
+    for (const zero::Segment& s : layout.owned_segments(u, rank)) {
       OwnedPiece p;
-      p.unit = static_cast<int>(ui);
-      p.param = u.first_param + k;
-      p.param_offset = b - start;
-      p.unit_offset = b - begin;
-      p.owned_offset = u.owned_offset + p.unit_offset;
-      p.numel = e - b;
+      p.unit = u;
+      p.param = unit.params[static_cast<size_t>(s.param)];
+      p.param_offset = s.param_offset;
+      p.unit_offset = s.shard_offset;
+      p.owned_offset = unit.owned_offset + s.shard_offset;
+      p.numel = s.numel;
       out.push_back(p);
     }
   }
   return out;
 }
 
-bool writes_pieces(const zero::GroupLayout& layout, int rank) { return layout.sharded() || rank == 0; }
+bool writes_pieces(const zero::ModelLayout& layout, int rank) { return layout.sharded() || rank == 0; }
 
-std::vector<std::vector<PieceRef>> saved_pieces(const zero::FlatParamGroup& group, int world_size) {
-  const zero::GroupPlacement& pl = group.placement();
-  std::vector<int64_t> numels;
-  for (const at::Tensor& p : group.params()) numels.push_back(p.numel());
-  std::vector<std::vector<PieceRef>> out(numels.size());
-  for (int r = 0; r < world_size; ++r) {
-    const zero::GroupLayout layout =
-        zero::GroupLayout::build(numels, world_size, r, pl.policy, pl.bucket_numel, pl.align);
+std::vector<std::vector<PieceRef>> saved_pieces(const zero::ModelLayout& layout) {
+  std::vector<std::vector<PieceRef>> out(static_cast<size_t>(layout.num_params()));
+  for (int r = 0; r < layout.world_size(); ++r) {
     if (!writes_pieces(layout, r)) continue;
-    for (const OwnedPiece& p : owned_pieces(layout))
+    for (const OwnedPiece& p : owned_pieces(layout, r))
       out[static_cast<size_t>(p.param)].push_back({r, p.param_offset, p.numel});
   }
   for (auto& pieces : out)
-    std::sort(pieces.begin(), pieces.end(),
-              [](const PieceRef& a, const PieceRef& b) { return a.offset < b.offset; });
+    std::sort(pieces.begin(), pieces.end(), [](const PieceRef& a, const PieceRef& b) { return a.offset < b.offset; });
   return out;
 }
 

@@ -5,36 +5,36 @@
 // layout's owned buffers from saved pieces. Pure arithmetic.
 
 #include "checkpoint/manifest.h"
-#include "zero/flat_group.h"
+#include "zero/model_layout.h"
 
 #include <cstdint>
 #include <vector>
 
 namespace zerotrain::checkpoint {
 
-/// The part of parameter `param` inside this rank's owned part of `unit`.
+/// The part of parameter `param` inside a rank's owned part of unit `unit`.
 struct OwnedPiece {
   int unit = 0;
-  int param = 0;              // in the group
-  int64_t param_offset = 0;   // first element inside the parameter
-  int64_t unit_offset = 0;    // where it lies in the unit's owned part (master(u), moments(u))
-  int64_t owned_offset = 0;   // where it lies in the group's owned buffers
+  int param = 0;             // model parameter index
+  int64_t param_offset = 0;  // first element inside the parameter
+  int64_t unit_offset = 0;   // where it lies in the unit's owned part (master(u), moments(u))
+  int64_t owned_offset = 0;  // where it lies in the rank's owned buffers
   int64_t numel = 0;
 };
 
-/// Padding is never part of a piece.
-std::vector<OwnedPiece> owned_pieces(const zero::GroupLayout& layout);
+/// Padding is never part of a piece. In unit order, then buffer order.
+std::vector<OwnedPiece> owned_pieces(const zero::ModelLayout& layout, int rank);
 
 /// Whether `rank`'s pieces go into the checkpoint: at stage 0 every rank
 /// holds the same full state, and rank 0 writes it.
-bool writes_pieces(const zero::GroupLayout& layout, int rank);
+bool writes_pieces(const zero::ModelLayout& layout, int rank);
 
-/// For every parameter of `group`, the pieces each rank of `world_size`
-/// writes, in parameter order (each list tiles the parameter).
-std::vector<std::vector<PieceRef>> saved_pieces(const zero::FlatParamGroup& group, int world_size);
+/// For every model parameter, the pieces each rank of the layout writes, by
+/// offset (each list tiles the parameter).
+std::vector<std::vector<PieceRef>> saved_pieces(const zero::ModelLayout& layout);
 
 /// Elements [src_offset, src_offset + numel) of saved piece `source` go to
-/// owned_offset (group-level) of the loading rank.
+/// owned_offset of the loading rank's owned buffers.
 struct PieceCopy {
   PieceRef source;
   int64_t src_offset = 0;  // inside the saved piece

@@ -3,7 +3,9 @@
 // One file: prints the resolved config as JSON on success. Several files:
 // prints "FILE: ok" for each valid one. Every problem of every file is printed
 // as `FILE: <json.path>: <message>` on stderr, and the exit status is 2 if any
-// file is invalid.
+// file is invalid. A config is valid when zerotrain::initialize would accept
+// it: what parses but the engine does not run yet (zerotrain::unsupported_settings)
+// is a problem here too.
 
 #include <iostream>
 #include <optional>
@@ -14,6 +16,7 @@
 
 #include "cli/commands.h"
 #include "zerotrain/config.h"
+#include "zerotrain/engine.h"
 
 namespace zerotrain::cli {
 namespace {
@@ -44,6 +47,8 @@ int run_check(const CheckArgs& args) {
   for (const std::string& file : args.files) {
     try {
       const Config config = Config::from_file(file, options);
+      if (const std::vector<ConfigProblem> unsupported = unsupported_settings(config); !unsupported.empty())
+        throw ConfigError(file, unsupported);
       for (const ConfigProblem& w : config.warnings()) print_problem(file, w, "warning: ");
       for (const std::string& path : config.unresolved_auto()) {
         print_problem(file, {path, "\"auto\" left unresolved; an engine will not start until it is given"},

@@ -7,10 +7,12 @@
 #include <c10/util/intrusive_ptr.h>
 
 #include <chrono>
+#include <functional>
 #include <string>
 
 namespace c10d {
 class Backend;
+class ProcessGroup;
 class Store;
 }  // namespace c10d
 
@@ -31,5 +33,22 @@ c10::intrusive_ptr<c10d::Backend> make_gloo_backend(const BackendSetup& setup);
 /// NCCL compiled in and a GPU visible.
 bool nccl_available();
 c10::intrusive_ptr<c10d::Backend> make_nccl_backend(const BackendSetup& setup);
+
+/// Which backends a process group gets, and which one is its default.
+struct BackendChoice {
+  bool gloo = true;          // CPU tensors
+  bool nccl = false;         // CUDA tensors
+  bool nccl_default = false; // barrier and untyped calls go to NCCL
+};
+
+/// A process group over `setup.store` (each backend under its own prefix of
+/// it) with the chosen backends. Collective: every rank calls it.
+c10::intrusive_ptr<c10d::ProcessGroup> make_process_group(const BackendSetup& setup,
+                                                          const BackendChoice& choice);
+
+/// Builds another process group like a communicator's own on a fresh store
+/// prefix: what Communicator::open_channel calls.
+using GroupFactory =
+    std::function<c10::intrusive_ptr<c10d::ProcessGroup>(const c10::intrusive_ptr<c10d::Store>& store)>;
 
 }  // namespace zerotrain::comm_detail

@@ -37,6 +37,19 @@
 // destroying it: the process is going to report the error and exit, and must
 // not hang on the way out.
 
+// Note [Gathers and reductions travel on separate channels]
+// A communicator completes its collectives in issue order (Note [Issue order
+// is completion order]), and its backend runs them one after another: Gloo on
+// one worker thread, NCCL on one stream. A parameter gather issued while
+// gradient reductions are in flight would therefore wait behind all of them,
+// which is exactly when a ZeRO-3 prefetch is needed. open_channel() gives a
+// second communicator over the same ranks with a process group of its own
+// (its own Gloo context and worker thread, or its own NCCL communicator and
+// stream, ordered against the compute stream by events as c10d does), its own
+// sequence numbers, heartbeat records, watchdog and failure diagnosis. The
+// engine reduces gradients on the communicator it is given and gathers
+// parameters on a channel it opens; each keeps issue order within itself.
+
 #include "comm/coalesce.h"
 #include "comm/error_text.h"
 #include "comm/state.h"
@@ -50,6 +63,7 @@
 #include <torch/csrc/distributed/c10d/Types.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 #include <iomanip>
 #include <map>
 #include <sstream>
@@ -391,8 +405,9 @@ void Communicator::reset_stats() {
 namespace comm_detail {
 
 std::shared_ptr<Communicator> make_communicator(c10::intrusive_ptr<c10d::ProcessGroup> group,
-                                                c10::intrusive_ptr<c10d::Store> store,
-                                                StoreInfo where, CommOptions options) {
+                                                c10::intrusive_ptr<c10d::Store> group_store,
+                                                StoreInfo where, CommOptions options,
+                                                GroupFactory make_group) {
   TORCH_CHECK(group, "zerotrain comm: the process group is null");
   TORCH_CHECK(options.timeout.count() > 0, "zerotrain comm: the timeout must be positive");
   auto s = std::make_shared<State>();
@@ -401,12 +416,15 @@ std::shared_ptr<Communicator> make_communicator(c10::intrusive_ptr<c10d::Process
   s->rank = s->group->getRank();
   s->world_size = s->group->getSize();
   s->stats.world_size = s->world_size;
-  if (store) {
-    s->store = store;
-    s->health = std::make_unique<Health>(store, std::move(where), s->rank, s->world_size,
+  s->group_store = group_store;
+  s->where = where;
+  s->make_group = std::move(make_group);
+  if (group_store) {
+    s->store = c10::make_intrusive<c10d::PrefixStore>("comm", group_store);
+    s->health = std::make_unique<Health>(s->store, std::move(where), s->rank, s->world_size,
                                          options.timeout);
     if (options.check_collectives) {
-      s->check = std::make_unique<CollectiveCheck>(store, s->rank, s->world_size, options.timeout);
+      s->check = std::make_unique<CollectiveCheck>(s->store, s->rank, s->world_size, options.timeout);
     }
   } else {
     TORCH_CHECK(!options.check_collectives,
@@ -418,6 +436,37 @@ std::shared_ptr<Communicator> make_communicator(c10::intrusive_ptr<c10d::Process
 }
 
 }  // namespace comm_detail
+
+namespace {
+
+/// Sibling groups of an adopted group: the same kinds of backends, built anew.
+comm_detail::GroupFactory adopted_group_factory(c10d::ProcessGroup& group,
+                                                std::chrono::milliseconds timeout) {
+  comm_detail::BackendChoice choice;
+  const auto has = [&group](c10::DeviceType d) {
+    try {
+      return group.getBackend(d) != nullptr;
+    } catch (const std::exception&) {
+      return false;
+    }
+  };
+  choice.gloo = has(c10::DeviceType::CPU);
+  choice.nccl = has(c10::DeviceType::CUDA);
+  choice.nccl_default = !choice.gloo;
+  comm_detail::BackendSetup setup;
+  setup.rank = group.getRank();
+  setup.world_size = group.getSize();
+  if (const char* local = std::getenv("LOCAL_RANK"); local != nullptr && *local != '\0')
+    setup.local_rank = std::atoi(local);
+  setup.timeout = timeout;
+  return [setup, choice](const c10::intrusive_ptr<c10d::Store>& store) {
+    comm_detail::BackendSetup on = setup;
+    on.store = store;
+    return comm_detail::make_process_group(on, choice);
+  };
+}
+
+}  // namespace
 
 std::shared_ptr<Communicator> Communicator::adopt(c10::intrusive_ptr<c10d::ProcessGroup> group,
                                                   c10::intrusive_ptr<c10d::Store> store,
@@ -438,8 +487,34 @@ std::shared_ptr<Communicator> Communicator::adopt(c10::intrusive_ptr<c10d::Proce
     prefixed = c10::make_intrusive<c10d::PrefixStore>(
         "zerotrain/adopted/" + name + "/" + std::to_string(index), store);
   }
-  return comm_detail::make_communicator(std::move(group), prefixed, comm_detail::StoreInfo{},
-                                        options);
+  auto factory = adopted_group_factory(*group, options.timeout);
+  return comm_detail::make_communicator(std::move(group), prefixed, comm_detail::StoreInfo{}, options,
+                                        std::move(factory));
+}
+
+std::shared_ptr<Communicator> Communicator::open_channel(const std::string& name) {
+  // See Note [Gathers and reductions travel on separate channels].
+  TORCH_CHECK(!name.empty() && name.find('/') == std::string::npos,
+              "zerotrain comm: a channel name is a non-empty word without '/', got '", name, "'");
+  TORCH_CHECK(state_->group_store && state_->make_group, "zerotrain comm: open_channel(\"", name,
+              "\") needs the group's store; pass it to adopt()");
+  state_->throw_if_failed();
+  int index = 0;
+  {
+    std::lock_guard<std::mutex> lock(state_->issue_mutex);
+    index = state_->channels_opened[name]++;
+  }
+  auto store = c10::make_intrusive<c10d::PrefixStore>("channel/" + name + "/" + std::to_string(index),
+                                                      state_->group_store);
+  c10::intrusive_ptr<c10d::ProcessGroup> group;
+  try {
+    group = state_->make_group(store);
+  } catch (const std::exception& e) {
+    TORCH_CHECK(false, "zerotrain comm: rank ", rank(), " could not open channel '", name, "' (",
+                error_text(e), "); every rank must open the same channels in the same order");
+  }
+  return comm_detail::make_communicator(std::move(group), store, state_->where, state_->options,
+                                        state_->make_group);
 }
 
 // ---- Communicator: collectives ------------------------------------------------
@@ -461,7 +536,7 @@ CommHandle Communicator::all_reduce(const at::Tensor& tensor, ReduceOp op) {
 }
 
 CommHandle Communicator::reduce_scatter(const at::Tensor& output, const at::Tensor& input,
-                                        ReduceOp op) {
+                                        ReduceOp op, InputUse use) {
   check_tensor("reduce_scatter output", output);
   check_tensor("reduce_scatter input", input);
   check_same_kind("reduce_scatter", output, input);
@@ -478,8 +553,10 @@ CommHandle Communicator::reduce_scatter(const at::Tensor& output, const at::Tens
                [&](c10d::Backend& b, BackendKind kind, std::function<void()>& finish) {
                  const bool divide = needs_division(op, kind);
                  if (kind == BackendKind::kGloo) {
-                   // See Note [Gloo reduce-scatter is an all-reduce].
-                   std::vector<at::Tensor> buffer{input.reshape({-1}).clone()};
+                   // See Note [Gloo reduce-scatter is an all-reduce]. A scratch
+                   // input is reduced where it lies instead of in a copy.
+                   std::vector<at::Tensor> buffer{use == InputUse::kScratch ? input.view({-1})
+                                                                             : input.reshape({-1}).clone()};
                    const int64_t chunk = output.numel();
                    const int64_t offset = rank() * chunk;
                    finish = [output, buffer, chunk, offset, divide, n] {

@@ -9,7 +9,6 @@
 #include <c10/util/Exception.h>
 #include <torch/csrc/distributed/c10d/HashStore.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
-#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <atomic>
@@ -95,29 +94,24 @@ std::shared_ptr<Communicator> init_distributed(const DistributedOptions& options
       root_store);
   wait_for_all_ranks(*store, info, comm.timeout, where);
 
-  auto group = c10::make_intrusive<c10d::ProcessGroup>(store, info.rank, info.world_size);
   comm_detail::BackendSetup setup;
+  setup.store = store;
   setup.rank = info.rank;
   setup.world_size = info.world_size;
   setup.local_rank = info.local_rank;
   setup.timeout = comm.timeout;
   setup.master_addr = info.master_addr;
-
-  setup.store = c10::make_intrusive<c10d::PrefixStore>("gloo", store);
-  auto gloo = comm_detail::make_gloo_backend(setup);
-  group->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::GLOO, gloo);
-  group->setDefaultBackend(c10d::ProcessGroup::GLOO);
-
-  const bool want_nccl = options.backend == "nccl" ||
-                         (options.backend.empty() && comm_detail::nccl_available());
-  if (want_nccl) {
-    setup.store = c10::make_intrusive<c10d::PrefixStore>("nccl", store);
-    auto nccl = comm_detail::make_nccl_backend(setup);
-    group->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::NCCL, nccl);
-    if (options.backend == "nccl") group->setDefaultBackend(c10d::ProcessGroup::NCCL);
-  }
-  return comm_detail::make_communicator(group, c10::make_intrusive<c10d::PrefixStore>("comm", store),
-                                        where, comm);
+  comm_detail::BackendChoice choice;
+  choice.nccl = options.backend == "nccl" || (options.backend.empty() && comm_detail::nccl_available());
+  choice.nccl_default = options.backend == "nccl";
+  auto group = comm_detail::make_process_group(setup, choice);
+  // Channels (Communicator::open_channel) get groups built the same way.
+  comm_detail::GroupFactory factory = [setup, choice](const c10::intrusive_ptr<c10d::Store>& s) {
+    comm_detail::BackendSetup on = setup;
+    on.store = s;
+    return comm_detail::make_process_group(on, choice);
+  };
+  return comm_detail::make_communicator(group, store, where, comm, std::move(factory));
 }
 
 }  // namespace zerotrain

@@ -3,6 +3,7 @@
 
 #include <zerotrain/comm.h>
 
+#include "comm/backends.h"
 #include "comm/collective_check.h"
 #include "comm/health.h"
 #include "comm/wire_model.h"
@@ -16,7 +17,9 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <map>
 #include <optional>
+#include <string>
 
 namespace zerotrain::comm_detail {
 
@@ -44,6 +47,13 @@ struct State {
   c10::intrusive_ptr<c10d::ProcessGroup> group;
   c10::intrusive_ptr<c10d::Store> store;  // prefixed; may be null
   CommOptions options;
+  // What open_channel needs: the store the group was built on (null for an
+  // adopted group without one), where it lives, how to build a sibling group,
+  // and how many channels of each name were opened (the same on every rank).
+  c10::intrusive_ptr<c10d::Store> group_store;
+  StoreInfo where;
+  GroupFactory make_group;
+  std::map<std::string, int> channels_opened;
   int rank = 0;
   int world_size = 1;
   std::unique_ptr<Health> health;           // null without a store
@@ -78,9 +88,12 @@ struct State {
   void watch();
 };
 
-/// Builds a communicator whose store location is known (init_distributed).
+/// A communicator over `group`, whose backends were built on `group_store`
+/// (its own records go under the prefix "comm" of it; null: no store).
+/// `make_group` builds sibling groups for open_channel.
 std::shared_ptr<Communicator> make_communicator(c10::intrusive_ptr<c10d::ProcessGroup> group,
-                                                c10::intrusive_ptr<c10d::Store> store,
-                                                StoreInfo where, CommOptions options);
+                                                c10::intrusive_ptr<c10d::Store> group_store,
+                                                StoreInfo where, CommOptions options,
+                                                GroupFactory make_group);
 
 }  // namespace zerotrain::comm_detail

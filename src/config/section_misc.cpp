@@ -54,7 +54,9 @@ void parse_misc(ObjectReader& root, Sections& out) {
                                    {"Ignore", TagValidation::kIgnore},
                                    {"Fail", TagValidation::kFail}},
                                   /*case_insensitive=*/true);
-    c.load_universal = r.get_bool("load_universal", false);
+    r.unsupported_unless("load_universal", false,
+                         "reading DeepSpeed's universal checkpoints; zerotrain's own checkpoints load on "
+                         "any world size and stage without it");
     r.unsupported_unless("use_node_local_storage", false,
                          "node-local checkpoint storage (zerotrain writes every rank's file into one "
                          "directory that all ranks see)");

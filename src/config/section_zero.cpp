@@ -97,6 +97,17 @@ void parse_zero(ObjectReader& root, Sections& out) {
     }
   }
   c.contiguous_gradients = z.get_bool("contiguous_gradients", true);
+  if (!c.contiguous_gradients) {
+    if (c.stage >= 2) {
+      ctx.error(z.path_of("contiguous_gradients"),
+                "false is not implemented: zerotrain packs each unit's gradients into one contiguous bucket "
+                "for its reduce-scatter; remove the key or set it to true");
+    } else {
+      ctx.warn(z.path_of("contiguous_gradients"),
+               "false has no effect at stage " + std::to_string(c.stage) +
+                   ": every unit's gradients are one contiguous buffer at stages 0 and 1");
+    }
+  }
   c.reduce_scatter = z.get_bool("reduce_scatter", true);
   c.reduce_bucket_size = z.get_int("reduce_bucket_size", 500'000'000, non_negative);
   c.allgather_bucket_size = z.get_int("allgather_bucket_size", 500'000'000, non_negative);
@@ -106,9 +117,19 @@ void parse_zero(ObjectReader& root, Sections& out) {
   c.overlap_comm = (overlap == nullptr || overlap->is_null()) ? c.stage == 3 : z.get_bool("overlap_comm", false);
   c.allgather_partitions = z.get_bool("allgather_partitions", true);
   c.load_from_fp32_weights = z.get_bool("load_from_fp32_weights", true);
-  c.use_multi_rank_bucket_allreduce = z.get_bool("use_multi_rank_bucket_allreduce", true);
+  if (z.has("use_multi_rank_bucket_allreduce")) {
+    z.get_bool("use_multi_rank_bucket_allreduce", true);
+    ctx.warn(z.path_of("use_multi_rank_bucket_allreduce"),
+             "has no effect: it chooses between DeepSpeed's bucketed all-reduce (true) and a reduce per "
+             "owner (false), and zerotrain issues one reduce-scatter per unit instead (set reduce_scatter: "
+             "false for an all-reduce per unit)");
+  }
   c.ignore_unused_parameters = z.get_bool("ignore_unused_parameters", true);
   c.sub_group_size = z.get_int("sub_group_size", 1'000'000'000, non_negative);
+  if (z.has("sub_group_size") && c.stage < 3) {
+    ctx.warn(z.path_of("sub_group_size"), "has no effect at stage " + std::to_string(c.stage) +
+                                              ": it tiles the optimizer step at stage 3 only");
+  }
 
   parse_offload_optimizer(z.child("offload_optimizer"), c.offload_optimizer);
   parse_offload_param(z.child("offload_param"), c.offload_param);

@@ -159,9 +159,7 @@ json sections_to_json(const Sections& s, const std::vector<std::string>& unresol
       {"overlap_comm", z.overlap_comm},
       {"allgather_partitions", z.allgather_partitions},
       {"load_from_fp32_weights", z.load_from_fp32_weights},
-      {"use_multi_rank_bucket_allreduce", z.use_multi_rank_bucket_allreduce},
       {"ignore_unused_parameters", z.ignore_unused_parameters},
-      {"sub_group_size", z.sub_group_size},
       {"offload_optimizer", offload_optimizer_json(z.offload_optimizer)},
       {"offload_param", offload_param_json(z.offload_param)},
       {"stage3_prefetch_bucket_size", s3.prefetch_bucket_size},
@@ -174,6 +172,9 @@ json sections_to_json(const Sections& s, const std::vector<std::string>& unresol
       {"stage3_use_all_reduce_for_fetch_params", s3.use_all_reduce_for_fetch_params},
       {"stage3_allgather_sequential", s3.allgather_sequential},
   };
+
+  // Written only where it applies, so that the output parses back without warnings.
+  if (z.stage == 3) doc["zero_optimization"]["sub_group_size"] = z.sub_group_size;
 
   const ActivationCheckpointingConfig& a = s.activation_checkpointing;
   doc["activation_checkpointing"] = {
@@ -192,8 +193,7 @@ json sections_to_json(const Sections& s, const std::vector<std::string>& unresol
   const char* tag = s.checkpoint.tag_validation == TagValidation::kWarn     ? "Warn"
                     : s.checkpoint.tag_validation == TagValidation::kIgnore ? "Ignore"
                                                                             : "Fail";
-  doc["checkpoint"] = {{"tag_validation", tag},
-                       {"load_universal", s.checkpoint.load_universal}};
+  doc["checkpoint"] = {{"tag_validation", tag}};
   doc["comm"] = {{"timeout_s", s.comm.timeout_s}, {"check_collectives", s.comm.check_collectives}};
   doc["zero_allow_untested_optimizer"] = s.zero_allow_untested_optimizer;
   doc["zero_force_ds_cpu_optimizer"] = s.zero_force_ds_cpu_optimizer;

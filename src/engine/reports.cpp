@@ -3,7 +3,7 @@
 
 #include <zerotrain/engine.h>
 
-#include "engine/engine_state.h"
+#include "engine/engine_impl.h"
 
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 
@@ -12,7 +12,7 @@
 
 namespace zerotrain {
 
-using detail::EngineState;
+using detail::EngineImpl;
 
 const char* to_string(Phase phase) {
   switch (phase) {
@@ -27,10 +27,16 @@ const char* to_string(Phase phase) {
 
 const char* to_string(EngineEvent::Kind kind) {
   switch (kind) {
+    case EngineEvent::Kind::kBeforeForward: return "before_forward";
+    case EngineEvent::Kind::kAfterForward: return "after_forward";
+    case EngineEvent::Kind::kBeforeBackward: return "before_backward";
     case EngineEvent::Kind::kGradReady: return "grad_ready";
+    case EngineEvent::Kind::kAfterBackward: return "after_backward";
     case EngineEvent::Kind::kReduceLaunched: return "reduce_launched";
     case EngineEvent::Kind::kReduceRetired: return "reduce_retired";
     case EngineEvent::Kind::kBackwardDone: return "backward_done";
+    case EngineEvent::Kind::kGatherLaunched: return "gather_launched";
+    case EngineEvent::Kind::kGatherDone: return "gather_done";
   }
   return "?";
 }
@@ -62,57 +68,66 @@ std::string MemoryReport::to_string() const {
 }
 
 MemoryReport Engine::memory_report() const {
-  const EngineState& s = *state_;
+  const EngineImpl& s = *state_;
+  const zero::ShardedModel& core = *s.core;
   MemoryReport r;
-  r.parameters = s.frozen_param_bytes;
-  for (const auto& g : s.groups) {
-    r.parameters += g.param_bytes();
-    r.gradients += g.grad_bytes();
-    r.master_weights += g.master_bytes();
-    r.optimizer_states += g.moment_bytes();
-  }
-  r.communication_buffers = s.reducer->bucket_bytes();
+  r.parameters = s.frozen_param_bytes + core.param_bytes();
+  r.gradients = core.grad_bytes();
+  r.master_weights = core.owned().master_bytes();
+  r.optimizer_states = core.owned().moment_bytes();
+  r.communication_buffers = core.buffer_bytes();
   return r;
 }
 
-CommStats Engine::comm_report() const { return state_->last_step_stats; }
-PhaseTimes Engine::timers() const { return state_->times; }
+CommStats Engine::comm_report() const { return state_->telemetry->last_step(); }
+PhaseTimes Engine::timers() const { return state_->telemetry->times(); }
 PhaseTimer Engine::time(Phase phase) { return PhaseTimer(state_.get(), phase); }
 
-PhaseTimer::PhaseTimer(detail::EngineState* state, Phase phase)
+PhaseTimer::PhaseTimer(detail::EngineImpl* state, Phase phase)
     : state_(state), phase_(phase), start_(std::chrono::steady_clock::now()) {}
-PhaseTimer::PhaseTimer(PhaseTimer&& o) noexcept
-    : state_(o.state_), phase_(o.phase_), start_(o.start_) {
+PhaseTimer::PhaseTimer(PhaseTimer&& o) noexcept : state_(o.state_), phase_(o.phase_), start_(o.start_) {
   o.state_ = nullptr;
 }
 PhaseTimer::~PhaseTimer() {
-  if (state_ != nullptr) state_->record_phase(phase_, start_);
+  if (state_ != nullptr) state_->telemetry->record_phase(phase_, start_);
 }
 
 namespace detail {
 
-void EngineState::record_phase(Phase phase, std::chrono::steady_clock::time_point start) {
-  if (sync_timers) {
-    // wall_clock_breakdown asks for device time, as DeepSpeed's timers do.
-    c10::impl::getDeviceGuardImpl(device.type())->synchronizeDevice(device.index());
+CommStats Channels::stats() const {
+  CommStats out = reduce->stats();
+  const CommStats g = gather->stats();
+  for (size_t i = 0; i < out.per_collective.size(); ++i) {
+    CollectiveStats& d = out.per_collective[i];
+    const CollectiveStats& e = g.per_collective[i];
+    d.calls += e.calls;
+    d.payload_bytes += e.payload_bytes;
+    d.wire_bytes += e.wire_bytes;
+    if (d.algorithm.empty()) d.algorithm = e.algorithm;
   }
-  const auto i = static_cast<size_t>(phase);
-  times.total_ms[i] +=
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  times.count[i] += 1;
+  return out;
 }
 
-void EngineState::close_step_window() {
-  const CommStats now = comm->stats();
-  last_step_stats = now;
+void Telemetry::record_phase(Phase phase, std::chrono::steady_clock::time_point start) {
+  if (sync_timers_) {
+    // wall_clock_breakdown asks for device time, as DeepSpeed's timers do.
+    c10::impl::getDeviceGuardImpl(device_.type())->synchronizeDevice(device_.index());
+  }
+  const auto i = static_cast<size_t>(phase);
+  times_.total_ms[i] += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  times_.count[i] += 1;
+}
+
+void Telemetry::close_step_window(const CommStats& now) {
+  last_step_ = now;
   for (size_t i = 0; i < now.per_collective.size(); ++i) {
-    CollectiveStats& d = last_step_stats.per_collective[i];
-    const CollectiveStats& before = stats_at_boundary.per_collective[i];
+    CollectiveStats& d = last_step_.per_collective[i];
+    const CollectiveStats& before = at_boundary_.per_collective[i];
     d.calls -= before.calls;
     d.payload_bytes -= before.payload_bytes;
     d.wire_bytes -= before.wire_bytes;
   }
-  stats_at_boundary = now;
+  at_boundary_ = now;
 }
 
 }  // namespace detail

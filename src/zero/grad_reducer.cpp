@@ -1,7 +1,12 @@
-// See Notes [Launch units in one order on every rank], [Overlap reduce-scatter
-// with backward] and [Averaging as DeepSpeed does] in grad_reducer.h.
+// See Notes [Stage 2 never holds the full gradient], [Launch units in one
+// order on every rank], [Overlap reduce-scatter with backward] and [Averaging
+// as DeepSpeed does] in grad_reducer.h.
 
 #include "zero/grad_reducer.h"
+
+#include <zerotrain/comm.h>
+
+#include "comm/gather_values.h"
 
 #include <ATen/ops/empty.h>
 #include <ATen/record_function.h>
@@ -12,6 +17,8 @@
 #include <torch/csrc/autograd/variable.h>
 
 #include <algorithm>
+#include <iostream>
+#include <numeric>
 #include <sstream>
 
 namespace zerotrain::zero {
@@ -23,6 +30,25 @@ const char* to_string(GradState s) {
     case GradState::kReduced: return "reduced";
   }
   return "?";
+}
+
+const char* to_string(UnitGrads s) {
+  switch (s) {
+    case UnitGrads::kArriving: return "arriving";
+    case UnitGrads::kDone: return "done";
+    case UnitGrads::kInFlight: return "in flight";
+    case UnitGrads::kRetired: return "retired";
+  }
+  return "?";
+}
+
+std::pair<double, double> ReducePlan::averaging(int world_size, bool zero_reduce_scatter, bool prescale,
+                                                double predivide_factor) {
+  TORCH_CHECK(predivide_factor > 0, "zerotrain: gradient_predivide_factor must be positive, got ",
+              predivide_factor);
+  const double n = static_cast<double>(world_size);
+  if (zero_reduce_scatter || prescale) return {1.0 / n, 1.0};
+  return {1.0 / predivide_factor, predivide_factor / n};
 }
 
 namespace {
@@ -41,54 +67,59 @@ class GradReadyHook final : public torch::autograd::FunctionPostHook {
   std::function<void()> fn_;
 };
 
+uint64_t order_hash(const std::vector<int>& order) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (int u : order) {
+    h ^= static_cast<uint64_t>(u) + 1;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
 }  // namespace
 
-GradReducer::GradReducer(std::vector<FlatParamGroup>& groups, Communicator& comm, ReducePlan plan,
-                         std::function<void(const EngineEvent&)> observer)
-    : groups_(groups), comm_(comm), plan_(plan), observer_(std::move(observer)) {
-  const int n = comm_.world_size();
-  TORCH_CHECK(plan_.predivide_factor > 0, "zerotrain: gradient_predivide_factor must be positive, got ",
-              plan_.predivide_factor);
-  // Note [Averaging as DeepSpeed does]
-  if (plan_.predivide_factor == 1.0) {
-    pre_scale_ = 1.0 / n;
-  } else {
-    pre_scale_ = 1.0 / plan_.predivide_factor;
-    post_scale_ = plan_.predivide_factor / n;
+GradReducer::GradReducer(std::vector<FlatUnit>& units, const ModelLayout& layout, OwnedState& owned,
+                         const std::vector<std::string>& param_names, Communicator& comm, ReducePlan plan,
+                         EventSink events, std::function<void(int)> unit_done)
+    : units_(units),
+      layout_(layout),
+      owned_(owned),
+      param_names_(param_names),
+      comm_(comm),
+      plan_(plan),
+      events_(std::move(events)),
+      unit_done_(std::move(unit_done)) {
+  // Note [Launch units in one order on every rank]: reverse registration order to begin with.
+  order_.resize(units_.size());
+  std::iota(order_.begin(), order_.end(), 0);
+  const auto first_param = [this](int u) {
+    const auto& ps = layout_.unit(u).params;
+    return *std::min_element(ps.begin(), ps.end());
+  };
+  std::sort(order_.begin(), order_.end(), [&](int a, int b) { return first_param(a) > first_param(b); });
+
+  const at::ScalarType model_dtype = units_.front().flat_params().scalar_type();
+  const bool reduce_in_place = !plan_.shard_gradients && model_dtype == plan_.comm_dtype;
+  if (!reduce_in_place) {
+    int64_t largest = 0;
+    for (const FlatUnit& u : units_) largest = std::max(largest, u.layout().flat.padded_numel());
+    const auto opts = units_.front().flat_params().options().dtype(plan_.comm_dtype);
+    for (int b = 0; b < (plan_.overlap ? 2 : 1); ++b) buckets_.push_back(at::empty({largest}, opts));
   }
 
-  int64_t largest_unit = 0;
-  bool reduce_in_place = !plan_.policy.gradients;
-  for (int g = 0; g < static_cast<int>(groups_.size()); ++g) {
-    const FlatParamGroup& G = groups_[static_cast<size_t>(g)];
-    reduce_in_place = reduce_in_place && G.flat_params().scalar_type() == plan_.comm_dtype;
-    for (int u = 0; u < static_cast<int>(G.units().size()); ++u) {
-      launch_order_.push_back({g, u});
-      largest_unit = std::max(largest_unit, G.units()[static_cast<size_t>(u)].layout.padded_numel());
-    }
-  }
-  std::reverse(launch_order_.begin(), launch_order_.end());
-  if (!reduce_in_place && !groups_.empty()) {
-    const auto opts = groups_.front().flat_params().options().dtype(plan_.comm_dtype);
-    for (int b = 0; b < (plan_.overlap ? 2 : 1); ++b)
-      buckets_.push_back(at::empty({largest_unit}, opts));
-  }
-
-  for (int g = 0; g < static_cast<int>(groups_.size()); ++g) {
-    const auto& params = groups_[static_cast<size_t>(g)].params();
-    param_ready_.emplace_back(params.size(), 0);
-    unit_pending_.emplace_back(groups_[static_cast<size_t>(g)].units().size(), 0);
-    unit_launched_.emplace_back(groups_[static_cast<size_t>(g)].units().size(), 0);
-    for (int p = 0; p < static_cast<int>(params.size()); ++p) {
+  param_ready_.assign(static_cast<size_t>(layout_.num_params()), 0);
+  unit_pending_.assign(units_.size(), 0);
+  unit_grads_.assign(units_.size(), UnitGrads::kRetired);
+  for (const FlatUnit& u : units_)
+    for (size_t k = 0; k < u.params().size(); ++k) {
+      const int p = u.layout().params[k];
       // The Variable only holds a weak reference to its accumulator: keep it.
-      std::shared_ptr<torch::autograd::Node> acc =
-          torch::autograd::impl::grad_accumulator(params[static_cast<size_t>(p)]);
+      std::shared_ptr<torch::autograd::Node> acc = torch::autograd::impl::grad_accumulator(u.params()[k]);
       TORCH_INTERNAL_ASSERT(acc, "parameter without a gradient accumulator");
-      const uintptr_t key = acc->add_post_hook(
-          std::make_unique<GradReadyHook>([this, g, p] { on_grad_ready(g, p); }));
+      const uintptr_t key =
+          acc->add_post_hook(std::make_unique<GradReadyHook>([this, p] { on_grad_ready(p); }));
       remove_hooks_.push_back([acc, key] { acc->del_post_hook(key); });
     }
-  }
 }
 
 GradReducer::~GradReducer() {
@@ -108,9 +139,15 @@ int64_t GradReducer::bucket_bytes() const {
   return b;
 }
 
-void GradReducer::emit(EngineEvent::Kind kind, int group, int unit, int param) const {
-  if (!observer_) return;
-  observer_(EngineEvent{kind, group, unit, param, static_cast<int>(in_flight_.size())});
+void GradReducer::emit(EngineEvent::Kind kind, int unit, int param) const {
+  if (events_) events_(kind, unit, param, static_cast<int>(in_flight_.size()));
+}
+
+void GradReducer::advance(int unit, UnitGrads from, UnitGrads to) {
+  UnitGrads& s = unit_grads_[static_cast<size_t>(unit)];
+  TORCH_INTERNAL_ASSERT(s == from, "unit '", units_[static_cast<size_t>(unit)].name(), "': gradients ",
+                        to_string(s), ", expected ", to_string(from), " before becoming ", to_string(to));
+  s = to;
 }
 
 void GradReducer::begin_backward(bool reduce, bool boundary) {
@@ -122,68 +159,77 @@ void GradReducer::begin_backward(bool reduce, bool boundary) {
   reducing_ = reduce;
   boundary_ = boundary;
   next_launch_ = 0;
-  for (size_t g = 0; g < groups_.size(); ++g) {
-    std::fill(param_ready_[g].begin(), param_ready_[g].end(), 0);
-    std::fill(unit_launched_[g].begin(), unit_launched_[g].end(), 0);
-    const auto& units = groups_[g].units();
-    for (size_t u = 0; u < units.size(); ++u) unit_pending_[g][u] = units[u].num_params;
+  done_order_.clear();
+  std::fill(param_ready_.begin(), param_ready_.end(), 0);
+  for (size_t u = 0; u < units_.size(); ++u) {
+    unit_pending_[u] = static_cast<int>(units_[u].params().size());
+    unit_grads_[u] = UnitGrads::kArriving;  // counted in every backward: the after-backward trigger
   }
 }
 
-void GradReducer::on_grad_ready(int group, int param) {
+void GradReducer::on_grad_ready(int param) {
   std::lock_guard<std::mutex> lock(mutex_);
-  FlatParamGroup& G = groups_[static_cast<size_t>(group)];
-  const at::Tensor& p = G.params()[static_cast<size_t>(param)];
-  if (!G.grads_sharded()) {
+  const ParamPlace& place = layout_.place(param);
+  FlatUnit& unit = units_[static_cast<size_t>(place.unit)];
+  if (unit.has_full_grads()) {
     // A module-level zero_grad(set_to_none) dropped the view: autograd then
     // wrote a fresh tensor, which is the whole accumulated gradient.
-    at::Tensor slot = G.grad_slot(param);
+    const at::Tensor& p = unit.params()[static_cast<size_t>(place.slot)];
+    at::Tensor slot = unit.grad_slot(place.slot);
     if (p.grad().data_ptr() != slot.data_ptr()) {
       c10::NoGradGuard no_grad;
       slot.copy_(p.grad());
-      p.mutable_grad() = slot;
+      const_cast<at::Tensor&>(p).mutable_grad() = slot;
     }
   }
-  emit(EngineEvent::Kind::kGradReady, group, -1, param);
-  if (!reducing_) return;
-  const int unit = G.layout().unit_of(param);
-  TORCH_CHECK(!unit_launched_[static_cast<size_t>(group)][static_cast<size_t>(unit)],
-              "zerotrain: parameter '", G.name(param),
-              "' received a gradient after its unit was already reduced in this backward pass "
-              "(is it used by a second autograd pass inside one backward()?)");
-  char& ready = param_ready_[static_cast<size_t>(group)][static_cast<size_t>(param)];
+  emit(EngineEvent::Kind::kGradReady, place.unit, param);
+  const UnitGrads s = unit_grads_[static_cast<size_t>(place.unit)];
+  TORCH_CHECK(s == UnitGrads::kArriving || s == UnitGrads::kDone, "zerotrain: parameter '",
+              param_names_[static_cast<size_t>(param)], "' received a gradient after its unit '", unit.name(),
+              "' was already reduced in this backward pass (is it used by a second autograd pass "
+              "inside one backward()?)");
+  char& ready = param_ready_[static_cast<size_t>(param)];
   if (ready) return;  // accumulated twice before its unit launched: still in .grad
   ready = 1;
-  --unit_pending_[static_cast<size_t>(group)][static_cast<size_t>(unit)];
-  launch_ready_units();
+  if (--unit_pending_[static_cast<size_t>(place.unit)] == 0) {
+    mark_done(place.unit);
+    if (reducing_) launch_ready_units();
+  }
+}
+
+void GradReducer::mark_done(int unit) {
+  advance(unit, UnitGrads::kArriving, UnitGrads::kDone);
+  done_order_.push_back(unit);
+  if (unit_done_) unit_done_(unit);
 }
 
 void GradReducer::launch_ready_units() {
   // Note [Launch units in one order on every rank]
-  while (next_launch_ < launch_order_.size()) {
-    const UnitRef ref = launch_order_[next_launch_];
-    if (unit_pending_[static_cast<size_t>(ref.group)][static_cast<size_t>(ref.unit)] != 0) return;
-    launch(ref);
+  while (next_launch_ < order_.size()) {
+    const int u = order_[next_launch_];
+    if (unit_grads_[static_cast<size_t>(u)] != UnitGrads::kDone) return;
+    launch(u);
     ++next_launch_;
   }
 }
 
-at::Tensor GradReducer::pack(const UnitRef& ref, int bucket) {
-  FlatParamGroup& G = groups_[static_cast<size_t>(ref.group)];
-  const Unit& u = G.units()[static_cast<size_t>(ref.unit)];
-  if (bucket < 0) return G.unit_grads(u);  // reduced where it lies
-  at::Tensor b = buckets_[static_cast<size_t>(bucket)].narrow(0, 0, u.layout.padded_numel());
-  if (!G.grads_sharded()) {
-    b.copy_(G.unit_grads(u));
+at::Tensor GradReducer::pack(int unit, int bucket) {
+  FlatUnit& U = units_[static_cast<size_t>(unit)];
+  if (bucket < 0) return U.flat_grads();  // reduced where it lies
+  const FlatLayout& flat = U.layout().flat;
+  at::Tensor b = buckets_[static_cast<size_t>(bucket)].narrow(0, 0, flat.padded_numel());
+  if (U.has_full_grads()) {
+    b.copy_(U.flat_grads());
     return b;
   }
-  // Stage 2: the parameters' fresh gradients, zeros in the gaps, then drop them.
+  // Note [Stage 2 never holds the full gradient]: the parameters' fresh
+  // gradients, zeros in the gaps, then drop them.
   int64_t end = 0;
-  for (int i = 0; i < u.num_params; ++i) {
-    const ParamSlot& slot = u.layout.slots()[static_cast<size_t>(i)];
+  for (size_t k = 0; k < U.params().size(); ++k) {
+    const ParamSlot& slot = flat.slots()[k];
     if (slot.offset > end) b.narrow(0, end, slot.offset - end).zero_();
     at::Tensor dst = b.narrow(0, slot.offset, slot.numel);
-    const at::Tensor& p = G.params()[static_cast<size_t>(u.first_param + i)];
+    at::Tensor& p = const_cast<at::Tensor&>(U.params()[k]);
     if (p.grad().defined()) {
       dst.copy_(p.grad().reshape({-1}));
     } else {
@@ -196,31 +242,31 @@ at::Tensor GradReducer::pack(const UnitRef& ref, int bucket) {
   return b;
 }
 
-void GradReducer::launch(const UnitRef& ref) {
+void GradReducer::launch(int unit) {
   RECORD_FUNCTION("zerotrain::reduce_unit", std::vector<c10::IValue>());
-  FlatParamGroup& G = groups_[static_cast<size_t>(ref.group)];
-  const Unit& u = G.units()[static_cast<size_t>(ref.unit)];
   int bucket = -1;
   if (!buckets_.empty()) {
     bucket = static_cast<int>(next_launch_ % buckets_.size());
     retire_bucket(bucket);
   }
   c10::NoGradGuard no_grad;
-  at::Tensor send = pack(ref, bucket);
-  if (pre_scale_ != 1.0) send.mul_(pre_scale_);
+  at::Tensor send = pack(unit, bucket);
+  if (plan_.pre_scale != 1.0) send.mul_(plan_.pre_scale);
 
-  InFlight f{ref, CommHandle(), send, bucket};
-  if (plan_.policy.optimizer_states) {
-    const auto [b, e] = u.layout.shard_range(comm_.rank());
+  InFlight f{unit, CommHandle(), send, bucket};
+  if (plan_.shard_owned) {
+    const auto [b, e] = layout_.owned_range(unit, comm_.rank());
     f.result = send.narrow(0, b, e - b);
-    f.handle = plan_.reduce_scatter ? comm_.reduce_scatter(f.result, send, ReduceOp::kSum)
-                                    : comm_.all_reduce(send, ReduceOp::kSum);
+    // The bucket, or the unit's own gradients whose other shards nobody reads again.
+    f.handle = plan_.reduce_scatter
+                   ? comm_.reduce_scatter(f.result, send, ReduceOp::kSum, InputUse::kScratch)
+                   : comm_.all_reduce(send, ReduceOp::kSum);
   } else {
     f.handle = comm_.all_reduce(send, ReduceOp::kSum);
   }
-  unit_launched_[static_cast<size_t>(ref.group)][static_cast<size_t>(ref.unit)] = 1;
+  advance(unit, UnitGrads::kDone, UnitGrads::kInFlight);
   in_flight_.push_back(std::move(f));
-  emit(EngineEvent::Kind::kReduceLaunched, ref.group, ref.unit, -1);
+  emit(EngineEvent::Kind::kReduceLaunched, unit, -1);
   if (!plan_.overlap) retire_front();
 }
 
@@ -228,17 +274,16 @@ void GradReducer::retire_front() {
   InFlight f = std::move(in_flight_.front());
   in_flight_.pop_front();
   f.handle.wait();
-  FlatParamGroup& G = groups_[static_cast<size_t>(f.ref.group)];
-  const Unit& u = G.units()[static_cast<size_t>(f.ref.unit)];
   c10::NoGradGuard no_grad;
-  at::Tensor dest = G.owned_grads(u);
-  if (G.grads_sharded()) {
-    dest.add_(f.result, post_scale_);  // accumulate micro-batches in the shard
+  at::Tensor dest = owned_.owned_grads(f.unit);
+  if (plan_.shard_gradients) {
+    dest.add_(f.result, plan_.post_scale);  // accumulate micro-batches in the shard
   } else {
     if (dest.data_ptr() != f.result.data_ptr()) dest.copy_(f.result);
-    if (post_scale_ != 1.0) dest.mul_(post_scale_);
+    if (plan_.post_scale != 1.0) dest.mul_(plan_.post_scale);
   }
-  emit(EngineEvent::Kind::kReduceRetired, f.ref.group, f.ref.unit, -1);
+  advance(f.unit, UnitGrads::kInFlight, UnitGrads::kRetired);
+  emit(EngineEvent::Kind::kReduceRetired, f.unit, -1);
 }
 
 void GradReducer::retire_bucket(int bucket) {
@@ -247,24 +292,49 @@ void GradReducer::retire_bucket(int bucket) {
     retire_front();
 }
 
+void GradReducer::settle_order() {
+  // Note [Launch units in one order on every rank]. Every rank reaches this at
+  // the end of its first reducing backward, so the all-gather is matched.
+  order_settled_ = true;
+  if (units_.size() <= 1) return;
+  bool agreed = true;
+  if (comm_.world_size() > 1) {  // whatever this rank saw: the others may have seen otherwise
+    const int64_t mine = static_cast<int64_t>(order_hash(done_order_));
+    const std::vector<int64_t> all =
+        comm_detail::all_gather_values(comm_, units_.front().flat_params().device(), std::vector<int64_t>{mine});
+    agreed = std::all_of(all.begin(), all.end(), [&](int64_t h) { return h == all.front(); });
+  }
+  if (agreed) {
+    order_ = done_order_;
+  } else if (comm_.rank() == 0) {
+    std::cerr << "zerotrain: the ranks finished the units' backward in different orders; gradients are "
+                 "reduced in reverse registration order, which may keep finished units' gradients "
+                 "alive longer\n";
+  }
+}
+
 void GradReducer::end_backward() {
   std::lock_guard<std::mutex> lock(mutex_);
-  emit(EngineEvent::Kind::kBackwardDone, -1, -1, -1);
+  emit(EngineEvent::Kind::kBackwardDone, -1, -1);
+  // Units with parameters that got no gradient are done now, in launch order.
+  for (int u : order_)
+    if (unit_grads_[static_cast<size_t>(u)] == UnitGrads::kArriving) mark_done(u);
   if (reducing_) {
     std::vector<std::string> unused;
-    for (size_t g = 0; g < groups_.size(); ++g) {
-      for (size_t p = 0; p < param_ready_[g].size(); ++p)
-        if (!param_ready_[g][p]) unused.push_back(groups_[g].name(static_cast<int>(p)));
-      std::fill(unit_pending_[g].begin(), unit_pending_[g].end(), 0);
-    }
-    launch_ready_units();  // units with parameters that got no gradient
+    for (size_t p = 0; p < param_ready_.size(); ++p)
+      if (!param_ready_[p]) unused.push_back(param_names_[p]);
+    launch_ready_units();
     while (!in_flight_.empty()) retire_front();
+    for (size_t u = 0; u < units_.size(); ++u)
+      TORCH_INTERNAL_ASSERT(unit_grads_[u] == UnitGrads::kRetired, "unit '", units_[u].name(),
+                            "' not reduced at the end of backward: ", to_string(unit_grads_[u]));
     if (!unused.empty() && !plan_.ignore_unused_parameters) {
       std::ostringstream s;
       for (size_t i = 0; i < unused.size(); ++i) s << (i ? ", " : "") << "'" << unused[i] << "'";
-      TORCH_CHECK(false, "zerotrain: these parameters received no gradient in this backward: ",
-                  s.str(), " (zero_optimization.ignore_unused_parameters is false)");
+      TORCH_CHECK(false, "zerotrain: these parameters received no gradient in this backward: ", s.str(),
+                  " (zero_optimization.ignore_unused_parameters is false)");
     }
+    if (!order_settled_) settle_order();
   }
   state_ = (reducing_ && boundary_) ? GradState::kReduced : GradState::kAccumulating;
 }

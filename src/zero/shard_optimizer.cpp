@@ -12,122 +12,129 @@
 
 namespace zerotrain::zero {
 
-double global_grad_norm_sq(const std::vector<FlatParamGroup>& groups, Communicator& comm) {
+double global_grad_norm_sq(const OwnedState& owned, const ModelLayout& layout, Communicator& comm) {
   RECORD_FUNCTION("zerotrain::grad_norm", std::vector<c10::IValue>());
-  TORCH_INTERNAL_ASSERT(!groups.empty());
-  at::Tensor sum = at::zeros({1}, groups.front().flat_params().options().dtype(at::kDouble));
-  bool sharded = false;
-  for (const FlatParamGroup& g : groups) {
-    sharded = sharded || g.layout().sharded();
-    std::vector<at::Tensor> grads;
-    for (const Unit& u : g.units()) grads.push_back(g.owned_grads(u));
-    sum.add_(optim::multi_tensor_sum_squares(grads).sum());
-  }
-  if (sharded) comm.all_reduce(sum, ReduceOp::kSum).wait();
+  std::vector<at::Tensor> grads;
+  for (size_t u = 0; u < layout.units().size(); ++u) grads.push_back(owned.owned_grads(static_cast<int>(u)));
+  TORCH_INTERNAL_ASSERT(!grads.empty());
+  at::Tensor sum = optim::multi_tensor_sum_squares(grads).sum().reshape({1});
+  if (layout.sharded()) comm.all_reduce(sum, ReduceOp::kSum).wait();
   return sum.item<double>();
 }
 
 namespace {
 
-// The pieces of parameters inside what this rank owns of `u`, with offsets
-// relative to the owned part.
-std::vector<Segment> owned_segments(const FlatParamGroup& g, const Unit& u) {
-  if (g.layout().sharded()) return u.layout.segments(g.layout().rank());
-  std::vector<Segment> all;
-  for (size_t i = 0; i < u.layout.slots().size(); ++i) {
-    const ParamSlot& s = u.layout.slots()[i];
-    if (s.numel > 0) all.push_back({static_cast<int>(i), 0, s.offset, s.numel});
-  }
-  return all;
-}
-
-// The 16-bit (or sharded fp32) parameters the step writes in the same pass,
-// or none when the master weights are the parameters.
-bool needs_param_copy(const FlatParamGroup& g) { return g.master_bytes() > 0; }
-
-void lamb_group(FlatParamGroup& g, const optim::StepHyperParams& h, int64_t step,
-                const optim::StepControl& control, Communicator& comm) {
+void lamb_update(OwnedState& owned, const ModelLayout& layout, const std::vector<OptimizerGroup>& groups,
+                 const std::function<optim::StepHyperParams(int)>& hyper, int64_t step,
+                 const optim::StepControl& control, Communicator& comm) {
   // Note [LAMB on shards needs whole-parameter norms]: one "tensor" per owned
   // segment of a parameter; the segments' squared norms are summed per
-  // parameter (and across ranks) between the two stages, on the device.
-  optim::LambTensors t;
-  std::vector<int64_t> segment_param;
-  const bool copy = needs_param_copy(g);
-  for (const Unit& u : g.units()) {
-    const at::Tensor master = g.master(u);
-    const at::Tensor grads = g.owned_grads(u);
+  // parameter (and across ranks: one all-reduce for every group) between the
+  // two stages, on the device.
+  std::vector<int> group_of(static_cast<size_t>(layout.num_params()), -1);
+  for (size_t g = 0; g < groups.size(); ++g)
+    for (int p : groups[g].params) group_of[static_cast<size_t>(p)] = static_cast<int>(g);
+  std::vector<optim::LambTensors> tensors(groups.size());
+  std::vector<std::vector<int64_t>> segment_param(groups.size());
+  const bool copy = !owned.master_aliases_params();
+  for (size_t u = 0; u < layout.units().size(); ++u) {
+    const int ui = static_cast<int>(u);
+    const at::Tensor master = owned.master(ui);
+    const at::Tensor grads = owned.owned_grads(ui);
     const at::Tensor update = at::empty_like(master);
-    const at::Tensor params = g.owned_params(u);
-    const optim::Moments m = g.moments(u);
-    for (const Segment& s : owned_segments(g, u)) {
+    const at::Tensor params = owned.owned_params(ui);
+    const optim::Moments m = owned.moments(ui);
+    for (const Segment& s : layout.owned_segments(ui, owned.rank())) {
+      const int param = layout.unit(ui).params[static_cast<size_t>(s.param)];
+      const size_t g = static_cast<size_t>(group_of[static_cast<size_t>(param)]);
       auto piece = [&](const at::Tensor& x) { return x.narrow(0, s.shard_offset, s.numel); };
+      optim::LambTensors& t = tensors[g];
       t.params.push_back(piece(master));
       t.grads.push_back(piece(grads));
       t.exp_avg.push_back(piece(m.exp_avg));
       t.exp_avg_sq.push_back(piece(m.exp_avg_sq));
       t.updates.push_back(piece(update));
       if (copy) t.param_copies.push_back(piece(params));
-      segment_param.push_back(u.first_param + s.param);
+      segment_param[g].push_back(param);
     }
   }
-  const at::TensorOptions f64 = g.flat_params().options().dtype(at::kDouble);
-  at::Tensor per_param = at::zeros({g.layout().num_params(), 2}, f64);
-  at::Tensor index;
-  if (!t.params.empty()) {
-    index = at::tensor(segment_param, at::kLong).to(g.flat_params().device());
-    per_param.index_add_(0, index, optim::fused_lamb_prepare(t, h, control));
+  const c10::Device device = owned.owned_params(0).device();
+  at::Tensor per_param = at::zeros({layout.num_params(), 2}, at::TensorOptions().dtype(at::kDouble).device(device));
+  std::vector<at::Tensor> index(groups.size());
+  for (size_t g = 0; g < groups.size(); ++g) {
+    if (tensors[g].params.empty()) continue;
+    index[g] = at::tensor(segment_param[g], at::kLong).to(device);
+    per_param.index_add_(0, index[g], optim::fused_lamb_prepare(tensors[g], hyper(static_cast<int>(g)), control));
   }
-  if (g.layout().sharded()) comm.all_reduce(per_param, ReduceOp::kSum).wait();
-  if (!t.params.empty())
-    optim::fused_lamb_apply(t, per_param.index_select(0, index), h, step, control);
+  if (layout.sharded()) comm.all_reduce(per_param, ReduceOp::kSum).wait();
+  for (size_t g = 0; g < groups.size(); ++g)
+    if (!tensors[g].params.empty())
+      optim::fused_lamb_apply(tensors[g], per_param.index_select(0, index[g]), hyper(static_cast<int>(g)), step,
+                              control);
 }
 
 }  // namespace
 
-void step_group(FlatParamGroup& g, OptimizerKind kind, const optim::StepHyperParams& h,
-                int64_t step, const optim::StepControl& control, Communicator& comm) {
+void update(OwnedState& owned, const ModelLayout& layout, const std::vector<OptimizerGroup>& groups,
+            OptimizerKind kind, const std::function<optim::StepHyperParams(int)>& hyper, int64_t step,
+            const optim::StepControl& control, Communicator& comm) {
   RECORD_FUNCTION("zerotrain::optimizer_step", std::vector<c10::IValue>());
   c10::NoGradGuard no_grad;
-  if (kind == OptimizerKind::kLamb) return lamb_group(g, h, step, control, comm);
-  // One fused pass per unit: unscale and clip, Adam on the fp32 master, and
-  // the rounded copy into the owned parameters.
-  optim::AdamTensors t;
-  const bool copy = needs_param_copy(g);
-  for (const Unit& u : g.units()) {
-    const optim::Moments m = g.moments(u);
-    t.params.push_back(g.master(u));
-    t.grads.push_back(g.owned_grads(u));
-    t.exp_avg.push_back(m.exp_avg);
-    t.exp_avg_sq.push_back(m.exp_avg_sq);
-    if (copy) t.param_copies.push_back(g.owned_params(u));
+  if (kind == OptimizerKind::kLamb) return lamb_update(owned, layout, groups, hyper, step, control, comm);
+  // One fused pass per group over its runs: unscale and clip, Adam on the fp32
+  // master, and the rounded copy into the owned parameters.
+  const bool copy = !owned.master_aliases_params();
+  for (size_t g = 0; g < groups.size(); ++g) {
+    optim::AdamTensors t;
+    for (const OwnedRun& r : groups[g].runs) {
+      auto run = [&r](const at::Tensor& x) { return x.narrow(0, r.begin, r.numel); };
+      const optim::Moments m = owned.moments(r.unit);
+      t.params.push_back(run(owned.master(r.unit)));
+      t.grads.push_back(run(owned.owned_grads(r.unit)));
+      t.exp_avg.push_back(run(m.exp_avg));
+      t.exp_avg_sq.push_back(run(m.exp_avg_sq));
+      if (copy) t.param_copies.push_back(run(owned.owned_params(r.unit)));
+    }
+    if (!t.params.empty()) optim::fused_adam(t, hyper(static_cast<int>(g)), step, control);
   }
-  optim::fused_adam(t, h, step, control);
 }
 
-void gather_params(std::vector<FlatParamGroup>& groups, Communicator& comm, int64_t bucket_numel) {
+void gather_units(std::vector<FlatUnit>& units, const std::vector<int>& unit_ids, const OwnedState& owned,
+                  Communicator& comm, int64_t bucket_numel, const GatherEvents& events) {
   RECORD_FUNCTION("zerotrain::gather_params", std::vector<c10::IValue>());
-  std::vector<CommHandle> handles;
-  for (FlatParamGroup& g : groups) {
-    if (!g.layout().sharded()) continue;
-    const auto& units = g.units();
-    size_t k = 0;
-    while (k < units.size()) {
-      std::vector<at::Tensor> outs{g.unit_params(units[k])};
-      std::vector<at::Tensor> ins{g.owned_params(units[k])};
-      int64_t total = units[k].layout.padded_numel();
-      size_t next = k + 1;
-      while (next < units.size() && total + units[next].layout.padded_numel() <= bucket_numel) {
-        total += units[next].layout.padded_numel();
-        outs.push_back(g.unit_params(units[next]));
-        ins.push_back(g.owned_params(units[next]));
-        ++next;
-      }
-      handles.push_back(outs.size() == 1 ? comm.all_gather(outs[0], ins[0])
-                                         : comm.all_gather_coalesced(outs, ins));
-      k = next;
+  struct Issued {
+    std::vector<int> units;
+    CommHandle handle;
+  };
+  std::vector<Issued> issued;
+  size_t k = 0;
+  while (k < unit_ids.size()) {
+    Issued run;
+    std::vector<at::Tensor> outs, ins;
+    int64_t total = 0;
+    do {
+      const int u = unit_ids[k];
+      FlatUnit& unit = units[static_cast<size_t>(u)];
+      total += unit.layout().flat.padded_numel();
+      unit.begin_gather();
+      outs.push_back(unit.flat_params());
+      ins.push_back(owned.owned_params(u));
+      run.units.push_back(u);
+      ++k;
+    } while (k < unit_ids.size() &&
+             total + units[static_cast<size_t>(unit_ids[k])].layout().flat.padded_numel() <= bucket_numel);
+    run.handle = outs.size() == 1 ? comm.all_gather(outs[0], ins[0]) : comm.all_gather_coalesced(outs, ins);
+    if (events)
+      for (int u : run.units) events(EngineEvent::Kind::kGatherLaunched, u);
+    issued.push_back(std::move(run));
+  }
+  for (Issued& run : issued) {
+    run.handle.wait();
+    for (int u : run.units) {
+      units[static_cast<size_t>(u)].end_gather();
+      if (events) events(EngineEvent::Kind::kGatherDone, u);
     }
   }
-  for (auto& h : handles) h.wait();
 }
 
 }  // namespace zerotrain::zero

@@ -1,8 +1,9 @@
 #pragma once
-// The optimizer step on the part of each group this rank owns: the global
+// The optimizer step on the part of every unit this rank owns: the global
 // gradient norm (and with it the overflow check), unscaling fused with
-// clipping, Adam/AdamW/LAMB on the fp32 master weights, and the all-gather
-// that brings every rank's updated shard back into the flat parameters.
+// clipping, Adam/AdamW/LAMB on the fp32 master weights per optimizer group,
+// and the all-gather that brings every rank's updated shard back into each
+// unit's flat parameters.
 //
 // Note [One reduction for the norm and the overflow flag]
 // DeepSpeed all-reduces an overflow flag (MAX) and then the squared norm
@@ -18,32 +19,50 @@
 
 #include <zerotrain/comm.h>
 #include <zerotrain/config.h>
+#include <zerotrain/engine.h>
 
 #include "optim/fused_optimizer.h"
 #include "optim/reference_step.h"
-#include "zero/flat_group.h"
+#include "zero/flat_unit.h"
+#include "zero/model_layout.h"
+#include "zero/owned_state.h"
 
+#include <functional>
 #include <vector>
 
 namespace zerotrain::zero {
 
-/// The squared L2 norm of every group's reduced gradients over all ranks, in
-/// fp64, as the gradients are (still multiplied by the loss scale). inf or nan
-/// when any gradient is.
-double global_grad_norm_sq(const std::vector<FlatParamGroup>& groups, Communicator& comm);
+/// An optimizer parameter group as the step sees it: its settings and where
+/// its parameters' owned elements lie.
+struct OptimizerGroup {
+  double lr = 1e-3;
+  double weight_decay = 0.0;
+  std::vector<int> params;     // model parameter indices
+  std::vector<OwnedRun> runs;  // Note [Optimizer groups run over units]
+};
 
-/// One update of the owned part of `group` with the fused kernels
+/// The squared L2 norm of every unit's reduced gradients over all ranks, in
+/// fp64, as the gradients are (still multiplied by the loss scale). inf or nan
+/// when any gradient is. `comm` reduces it when the owned parts are shards.
+double global_grad_norm_sq(const OwnedState& owned, const ModelLayout& layout, Communicator& comm);
+
+/// One update of every group's owned elements with the fused kernels
 /// (optim/fused_optimizer.h): gradients are multiplied by control.inv_scale
 /// (1 / (loss scale * clipping coefficient)) in the same pass as Adam/AdamW on
 /// the master weights and the rounded copy into the owned parameters; LAMB
-/// takes its two stages. `step` counts applied updates from 1.
-void step_group(FlatParamGroup& group, OptimizerKind kind, const optim::StepHyperParams& h,
-                int64_t step, const optim::StepControl& control, Communicator& comm);
+/// takes its two stages, with one all-reduce of the per-parameter norms.
+/// `step` counts applied updates from 1; `hyper(g)` is group g's settings.
+void update(OwnedState& owned, const ModelLayout& layout, const std::vector<OptimizerGroup>& groups,
+            OptimizerKind kind, const std::function<optim::StepHyperParams(int group)>& hyper, int64_t step,
+            const optim::StepControl& control, Communicator& comm);
 
-/// Stages 1 and 2: every rank's updated shard into every rank's flat
-/// parameters, in runs of consecutive units of at most `bucket_numel` elements
-/// (allgather_bucket_size; a larger unit is gathered alone). In place: each
-/// rank's input is its own shard of the output.
-void gather_params(std::vector<FlatParamGroup>& groups, Communicator& comm, int64_t bucket_numel);
+using GatherEvents = std::function<void(EngineEvent::Kind kind, int unit)>;
+
+/// Stages 1-3: every rank's updated shard of `unit_ids` into every rank's
+/// flat parameters, in runs of consecutive units of at most `bucket_numel`
+/// elements (allgather_bucket_size; a larger unit is gathered alone). In
+/// place: each rank's input is its own shard of the output.
+void gather_units(std::vector<FlatUnit>& units, const std::vector<int>& unit_ids, const OwnedState& owned,
+                  Communicator& comm, int64_t bucket_numel, const GatherEvents& events);
 
 }  // namespace zerotrain::zero

@@ -138,20 +138,26 @@ TEST(Manifest, ErrorsNameTheFileAndTheProblem) {
 TEST(ShardPieces, EveryLayoutRoundTripsThroughAnyOther) {
   const std::vector<int64_t> numels{5, 130, 1, 64, 77, 3, 250};
   const std::vector<std::string> names{"a", "b", "c", "d", "e", "f", "g"};
-  const auto build = [&](int world, int rank, int stage) {
-    return zero::GroupLayout::build(numels, world, rank, ShardingPolicy::for_stage(stage), 200, 4);
+  // Saved and loaded layouts cut the model into different units, as a save
+  // before the unit redesign (or with another wrap policy) would.
+  const std::vector<std::vector<std::vector<int>>> unit_cuts{
+      {{0, 1, 2}, {3, 4}, {5, 6}}, {{0, 1, 2, 3, 4, 5, 6}}, {{6}, {0, 2, 4}, {1, 3, 5}}};
+  int cut = 0;
+  const auto build = [&](int world, int /*rank*/, int stage) {
+    return zero::ModelLayout::build(unit_cuts[static_cast<size_t>(cut)], numels, world, stage >= 1, 4);
   };
   // A "parameter value" is its global element index, so any misplaced copy shows.
   std::vector<int64_t> start(numels.size(), 0);
   for (size_t i = 1; i < numels.size(); ++i) start[i] = start[i - 1] + numels[i - 1];
   for (auto [w_from, s_from] : std::vector<std::pair<int, int>>{{2, 2}, {4, 1}, {1, 0}, {3, 0}, {3, 2}}) {
+    cut = (w_from + s_from) % 3;
     std::vector<ParamEntry> saved(numels.size());
     std::map<int, std::vector<float>> files;  // rank -> its owned buffer
     for (int r = 0; r < w_from; ++r) {
       const auto layout = build(w_from, r, s_from);
       if (!writes_pieces(layout, r)) continue;
       std::vector<float> owned(static_cast<size_t>(layout.owned_numel()), -1.0f);
-      for (const OwnedPiece& p : owned_pieces(layout)) {
+      for (const OwnedPiece& p : owned_pieces(layout, r)) {
         saved[static_cast<size_t>(p.param)].pieces.push_back({r, p.param_offset, p.numel});
         for (int64_t k = 0; k < p.numel; ++k)
           owned[static_cast<size_t>(p.owned_offset + k)] = static_cast<float>(start[p.param] + p.param_offset + k);
@@ -172,15 +178,18 @@ TEST(ShardPieces, EveryLayoutRoundTripsThroughAnyOther) {
     }
     // Where the saved pieces' elements sit inside each saved rank's owned buffer.
     const auto source_value = [&](int param, const PieceRef& src, int64_t k) {
-      for (const OwnedPiece& p : owned_pieces(build(w_from, src.rank, s_from)))
+      for (const OwnedPiece& p : owned_pieces(build(w_from, src.rank, s_from), src.rank))
         if (p.param == param && p.param_offset == src.offset)
           return files[src.rank][static_cast<size_t>(p.owned_offset + k)];
       return -2.0f;
     };
+    const int saved_cut = cut;
     for (auto [w_to, s_to] : std::vector<std::pair<int, int>>{{1, 0}, {4, 2}, {2, 1}, {5, 2}}) {
       for (int r = 0; r < w_to; ++r) {
+        cut = (saved_cut + 1 + w_to) % 3;
         const auto layout = build(w_to, r, s_to);
-        for (const OwnedPiece& want : owned_pieces(layout)) {
+        cut = saved_cut;  // source_value() rebuilds the saved layouts
+        for (const OwnedPiece& want : owned_pieces(layout, r)) {
           int64_t filled = 0;
           for (const PieceCopy& c : plan_copies(saved[static_cast<size_t>(want.param)], want)) {
             for (int64_t k = 0; k < c.numel; ++k) {

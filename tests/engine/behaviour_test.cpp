@@ -16,10 +16,12 @@ constexpr int64_t kMicro = 2;
 
 Engine make_engine(const std::shared_ptr<TestModel>& model, const Config& config,
                    std::shared_ptr<Communicator> comm,
-                   std::function<void(const EngineEvent&)> observer = nullptr) {
+                   std::function<void(const EngineEvent&)> observer = nullptr,
+                   WrapPolicy policy = WrapPolicy()) {
   InitOptions o;
   o.communicator = std::move(comm);
   o.observer = std::move(observer);
+  o.wrap_policy = std::move(policy);
   return initialize(model, config, o);
 }
 
@@ -281,12 +283,13 @@ ZT_WORKER(engine_reports) {
   for (int stage : {0, 1, 2}) {
     const int gas = 2;
     const Config config = test_config(stage, "bf16", kMicro, gas, 1.0, [](nlohmann::json& j) {
-      j["zero_optimization"]["reduce_bucket_size"] = 1000000;  // one unit
       j["zero_optimization"]["allgather_bucket_size"] = 1000000;
     });
     auto model = make_model(ModelKind::kMlp);
     const Data data = make_data(*model, 2, kMicro * gas * n);
-    Engine e = make_engine(model, config, comm);
+    // No marks: the whole model is the root unit, so the formulas see one Ψ'.
+    Engine e = make_engine(model, config, comm, nullptr, WrapPolicy::marked_only());
+    checks.require(e.units().size() == 1, "one unit");
     const std::string at = "stage " + std::to_string(stage) + " N=" + std::to_string(n) + ": ";
     const MemoryReport m = e.memory_report();
     const int64_t shard = stage >= 1 ? psi / n : psi;
