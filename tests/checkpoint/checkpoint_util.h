@@ -72,6 +72,24 @@ inline std::map<std::string, at::Tensor> full_state(const std::string& tag_dir, 
   return out;
 }
 
+/// Every tensor of a safetensors file, by name.
+inline std::map<std::string, at::Tensor> read_safetensors(const std::string& path) {
+  using namespace checkpoint;
+  const InputFile f(path);
+  const SafetensorsHeader h = read_safetensors_header(f);
+  std::map<std::string, at::Tensor> out;
+  for (const TensorRecord& r : h.tensors) {
+    at::Tensor t = at::empty(r.spec.shape, at::TensorOptions().dtype(r.spec.dtype));
+    f.read_at(h.data_start + r.begin, t.data_ptr(), r.end - r.begin);
+    out.emplace(r.spec.name, t);
+  }
+  return out;
+}
+
+/// A checkpoint saved by the engine before units were module subtrees
+/// (commit d273064): see data/v1_mlp_zero2_bf16_n2/README.md.
+inline std::string v1_checkpoint_dir() { return ZEROTRAIN_TESTS_DIR "/checkpoint/data/v1_mlp_zero2_bf16_n2"; }
+
 /// The message of the c10::Error `fn` throws (without backtrace), or "" when it does not throw.
 inline std::string error_of(const std::function<void()>& fn) {
   try {

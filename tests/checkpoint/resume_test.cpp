@@ -194,6 +194,71 @@ TEST(Resume, DamagedCheckpointsAreRejectedAndChangeNothing) {
   EXPECT_NE(e.find("gone"), std::string::npos) << e;
 }
 
+// zero_optimization.load_from_fp32_weights: true (the default) restores the
+// saved fp32 master weights; false rebuilds them from the saved bf16 weights,
+// as DeepSpeed does. Both load the moments. What this catches: the key parsed
+// and ignored (one of the two cases then fails), or the moments skipped.
+TEST(Resume, LoadFromFp32WeightsChoosesWhereTheMasterWeightsComeFrom) {
+  TempDir dir;
+  const Config config = resume_config(1, "bf16");
+  const Saved a = train_and_save(dir.path(), config, 3);
+  const auto saved_master = full_state(dir / "global_step3", PieceState::kMaster);
+  const auto saved_model = full_state(dir / "global_step3", PieceState::kModel);
+  const auto saved_exp_avg = full_state(dir / "global_step3", PieceState::kExpAvg);
+  bool master_differs_from_model = false;
+  for (const auto& [name, t] : saved_master)
+    master_differs_from_model = master_differs_from_model || !t.equal(saved_model.at(name).to(at::kFloat));
+  ASSERT_TRUE(master_differs_from_model) << "the test needs master weights that bf16 cannot hold exactly";
+  for (bool from_fp32 : {true, false}) {
+    SCOPED_TRACE(from_fp32 ? "load_from_fp32_weights true" : "load_from_fp32_weights false");
+    const Config c = test_config(1, "bf16", kMicro, 2, 1.0, [&](nlohmann::json& j) {
+      j["zero_optimization"]["load_from_fp32_weights"] = from_fp32;
+    });
+    InitOptions io;
+    io.communicator = one_rank_communicator();
+    auto model = make_model(ModelKind::kMlp, 99);
+    Engine b = initialize(model, c, io);
+    ASSERT_TRUE(b.load_checkpoint(dir.path()).has_value());
+    for (const auto& [name, master] : saved_master) {
+      const at::Tensor want = from_fp32 ? master : saved_model.at(name).to(at::kFloat);
+      EXPECT_TRUE(same_bits(b.full_fp32_param(name).reshape({-1}), want.reshape({-1}))) << name;
+      EXPECT_TRUE(same_bits(b.full_optimizer_state(name, "exp_avg").reshape({-1}), saved_exp_avg.at(name).reshape({-1})))
+          << name;
+    }
+  }
+}
+
+// A checkpoint written by the engine before the unit redesign (bucket units
+// cut from one optimizer group) loads onto today's module units, here at
+// another world size (1, saved at 2) and stage (1, saved at 2): the master
+// weights, moments and counters come back exactly.
+TEST(Resume, ACheckpointSavedBeforeTheUnitRedesignLoads) {
+  const std::string tag_dir = v1_checkpoint_dir() + "/global_step3";
+  const Config config = test_config(1, "bf16", 2, 2, 0.05, [](nlohmann::json& j) {
+    j["optimizer"]["params"]["weight_decay"] = 0.01;
+  });
+  InitOptions io;
+  io.communicator = one_rank_communicator();
+  auto model = make_model(ModelKind::kMlp, 99);
+  Engine e = initialize(model, config, io);
+  const auto loaded = e.load_checkpoint(v1_checkpoint_dir());
+  ASSERT_TRUE(loaded.has_value());
+  EXPECT_EQ(loaded->saved_world_size, 2);
+  EXPECT_EQ(loaded->saved_zero_stage, 2);
+  EXPECT_EQ(e.global_steps(), 3);
+  EXPECT_EQ(e.micro_steps(), 6);
+  const auto master = full_state(tag_dir, PieceState::kMaster);
+  const auto exp_avg_sq = full_state(tag_dir, PieceState::kExpAvgSq);
+  const auto model_weights = full_state(tag_dir, PieceState::kModel);
+  const auto params = model->named_parameters();
+  for (const auto& [name, t] : master) {
+    EXPECT_TRUE(same_bits(e.full_fp32_param(name).reshape({-1}), t.reshape({-1}))) << name;
+    EXPECT_TRUE(same_bits(e.full_optimizer_state(name, "exp_avg_sq").reshape({-1}), exp_avg_sq.at(name).reshape({-1})))
+        << name;
+    EXPECT_TRUE(same_bits(params[name].detach().reshape({-1}), model_weights.at(name).reshape({-1}))) << name;
+  }
+}
+
 // A model that does not match the checkpoint is named, parameter by parameter.
 TEST(Resume, MismatchedModelIsNamed) {
   TempDir dir;

@@ -27,9 +27,12 @@ bool contains(const std::string& text, const std::string& part) {
 int victim_rank() { return std::atoi(std::getenv("ZT_VICTIM")); }
 
 /// Rank ZT_VICTIM dies (SIGKILL) right after issuing its 4th all-reduce; the
-/// survivors must raise CommError naming it.
+/// survivors must raise CommError naming it. With ZT_CHANNEL set, the
+/// collectives run on a channel (Communicator::open_channel), which keeps the
+/// same contract with its own sequence numbers and health records.
 ZT_WORKER(killed_peer) {
-  auto comm = init_distributed();
+  auto base = init_distributed();
+  auto comm = std::getenv("ZT_CHANNEL") != nullptr ? base->open_channel(std::getenv("ZT_CHANNEL")) : base;
   RankChecks c(comm->rank());
   const int victim = victim_rank();
   at::Tensor t = at::ones({1 << 22});
@@ -198,6 +201,13 @@ TEST(CommFailure, KilledPeerIsNamedByBothSurvivorsWithinTimeout) {
   RankJob job = failure_job("killed_peer", 3);
   job.env["ZT_VICTIM"] = "1";
   expect_victim_killed_and_survivors_reported(run_ranks(job), 1);
+}
+
+TEST(CommFailure, KilledPeerIsNamedOnAChannelToo) {
+  RankJob job = failure_job("killed_peer", 3);
+  job.env["ZT_VICTIM"] = "2";
+  job.env["ZT_CHANNEL"] = "gather";
+  expect_victim_killed_and_survivors_reported(run_ranks(job), 2);
 }
 
 TEST(CommFailure, KilledStoreHostIsNamedBySurvivors) {

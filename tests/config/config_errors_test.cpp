@@ -225,6 +225,10 @@ const ErrorCase kCases[] = {
      "bfloat16.enabled", "fp16 and bf16 cannot both be enabled"},
     {"IntegerBeyond64Bits", "{" BATCH "\"zero_optimization\": {\"sub_group_size\": 18446744073709551615}}", 1,
      "zero_optimization.sub_group_size", "out of the 64-bit integer range"},
+    {"NonContiguousGradientsAtStage2", "{" BATCH "\"zero_optimization\": {\"stage\": 2, \"contiguous_gradients\": false}}",
+     1, "zero_optimization.contiguous_gradients", "false is not implemented"},
+    {"LoadUniversal", "{" BATCH "\"checkpoint\": {\"load_universal\": true}}", 1, "checkpoint.load_universal",
+     "load on any world size and stage without it"},
     {"AllgatherSizeWithoutLegacyForm", "{" BATCH "\"allgather_size\": 100, \"zero_optimization\": {\"stage\": 1}}", 1,
      "allgather_size", "only read with the legacy boolean"},
 

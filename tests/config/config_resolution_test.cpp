@@ -237,6 +237,30 @@ TEST(ConfigZero, DeprecatedSpellingsTranslateWithWarnings) {
   EXPECT_EQ(bfloat.model_dtype(), DType::kBFloat16);
 }
 
+// Keys DeepSpeed reads that change nothing in zerotrain's engine are warned
+// about, saying what happens instead; they are never silently ignored.
+TEST(ConfigZero, KeysWithoutEffectAreWarnedAbout) {
+  const auto warned = [](const Config& c, const std::string& path, const std::string& text) {
+    for (const ConfigProblem& w : c.warnings())
+      if (w.path == path && w.message.find(text) != std::string::npos) return true;
+    return false;
+  };
+  const Config stage1 = Config::from_string(R"({"train_batch_size": 8, "zero_optimization": {"stage": 1,
+      "contiguous_gradients": false, "use_multi_rank_bucket_allreduce": true, "sub_group_size": 1000}})");
+  EXPECT_TRUE(warned(stage1, "zero_optimization.contiguous_gradients", "no effect at stage 1"));
+  EXPECT_TRUE(warned(stage1, "zero_optimization.use_multi_rank_bucket_allreduce", "one reduce-scatter per unit"));
+  EXPECT_TRUE(warned(stage1, "zero_optimization.sub_group_size", "stage 3 only"));
+  EXPECT_EQ(stage1.zero().sub_group_size, 1000);
+  const Config stage3 = Config::from_string(R"({"train_batch_size": 8, "zero_optimization": {"stage": 3,
+      "sub_group_size": 1000}})");
+  EXPECT_TRUE(stage3.warnings().empty());
+  // The resolved config leaves the keys that do nothing out, so it parses back without warnings.
+  const Config quiet = Config::from_string(R"({"train_batch_size": 8, "zero_optimization": {"stage": 2,
+      "use_multi_rank_bucket_allreduce": true, "sub_group_size": 1000}})");
+  EXPECT_EQ(quiet.warnings().size(), 2u);
+  EXPECT_TRUE(Config::from_json(quiet.to_json()).warnings().empty()) << quiet.to_json_string();
+}
+
 TEST(ConfigPrecision, CommunicationDtypeFollowsPrecision) {
   EXPECT_EQ(parse(R"({"train_micro_batch_size_per_gpu": 1, "fp16": {"enabled": true}})").gradients().communication_dtype,
             DType::kFloat16);

@@ -163,6 +163,11 @@ TEST(EngineErrors, MisuseAndUnsupportedSettingsNameTheProblem) {
       "zero_optimization.offload_optimizer");
   expect_config_error(test_config(1, "fp32", kMicro, 1, 0.0, [](nlohmann::json& j) { j.erase("optimizer"); }),
                       "optimizer");
+  expect_config_error(test_config(1, "fp32", kMicro, 1, 0.0,
+                                  [](nlohmann::json& j) {
+                                    j["activation_checkpointing"] = {{"partition_activations", true}};
+                                  }),
+                      "activation_checkpointing.partition_activations");
 
   auto model = make_model(ModelKind::kMlp);
   const Data data = make_data(*model, 1, kMicro);

@@ -181,6 +181,40 @@ ZT_WORKER(engine_overflow_bf16_parity) {
   return checks.exit_code();
 }
 
+// ---- prescale_gradients ----------------------------------------------------------
+
+struct Weights : torch::nn::Module {
+  at::Tensor w;
+  Weights() { w = register_parameter("w", torch::ones({4})); }
+};
+
+// prescale_gradients at stage 0 (DeepSpeed's rule): true divides each rank's
+// fp16 gradient by N before the sum, false sums first and divides after. Each
+// rank's scaled gradient here is 1.2 * 2^15 = 39328 in fp16, so the sum of
+// two overflows fp16 (65504) unless it was halved first. What this catches:
+// the key parsed and ignored (both runs then behave alike).
+ZT_WORKER(engine_prescale) {
+  auto comm = init_distributed();
+  RankChecks checks(comm->rank());
+  for (bool prescale : {true, false}) {
+    const Config config = test_config(0, "fp16", 1, 1, 0.0, [&](nlohmann::json& j) {
+      j["prescale_gradients"] = prescale;
+      j["fp16"]["initial_scale_power"] = 15;
+    });
+    auto model = std::make_shared<Weights>();
+    InitOptions o;
+    o.communicator = comm;
+    Engine e = initialize(model, config, o);
+    const at::Tensor x = torch::full({4}, 1.2);
+    e.backward((model->w.to(at::kFloat) * x).sum());
+    e.step();
+    const std::string what = prescale ? "prescale_gradients true" : "prescale_gradients false";
+    checks.require(e.was_step_applied() == prescale,
+                   what + ": the step must be " + (prescale ? "applied" : "skipped (fp16 sum overflowed)"));
+  }
+  return checks.exit_code();
+}
+
 // ---- LAMB on shards -----------------------------------------------------------
 
 ZT_WORKER(engine_lamb) {
@@ -345,6 +379,7 @@ TEST(EngineClipping, NormMatchesReferenceAndClipsLikeLibTorch) { run("engine_cli
 TEST(EngineOverflow, InfOnOneRankSkipsEverywhereAndScaleFollowsDeepSpeed) { run("engine_overflow", 2); }
 TEST(EngineOverflow, Bf16SkippedStepsLeaveNoTrace) { run("engine_overflow_bf16_parity", 2); }
 TEST(EngineLamb, ShardedLambMatchesOneRank) { run("engine_lamb", 2); }
+TEST(EnginePrescale, PrescaleGradientsDividesBeforeTheSum) { run("engine_prescale", 2); }
 TEST(EngineOverlap, ReduceScattersStartBeforeBackwardEnds) { run("engine_overlap", 2); }
 TEST(EngineReports, MemoryAndCommunicationMatchZeroFormulasN2) { run("engine_reports", 2); }
 TEST(EngineReports, MemoryAndCommunicationMatchZeroFormulasN4) { run("engine_reports", 4); }

@@ -67,14 +67,41 @@ struct TransformerBlock : TestModel {
   std::vector<int64_t> output_shape(int64_t b) const override { return {b, kTokens, kDim}; }
 };
 
-enum class ModelKind { kMlp, kTransformer };
-inline const char* to_string(ModelKind k) { return k == ModelKind::kMlp ? "mlp" : "transformer"; }
+/// Odd sizes everywhere (7 -> 13 -> 11 -> 5), so that every unit needs
+/// padding for alignment and for equal shards.
+struct OddMlp : TestModel {
+  torch::nn::Linear l1{nullptr}, l2{nullptr}, l3{nullptr};
+  OddMlp() {
+    l1 = register_module("l1", torch::nn::Linear(7, 13));
+    l2 = register_module("l2", torch::nn::Linear(13, 11));
+    l3 = register_module("l3", torch::nn::Linear(11, 5));
+  }
+  at::Tensor forward(const at::Tensor& x) override {
+    return l3->forward(torch::tanh(l2->forward(torch::tanh(l1->forward(x)))));
+  }
+  std::vector<int64_t> input_shape(int64_t b) const override { return {b, 7}; }
+  std::vector<int64_t> output_shape(int64_t b) const override { return {b, 5}; }
+};
+
+enum class ModelKind { kMlp, kTransformer, kOddMlp };
+inline const char* to_string(ModelKind k) {
+  switch (k) {
+    case ModelKind::kMlp: return "mlp";
+    case ModelKind::kTransformer: return "transformer";
+    case ModelKind::kOddMlp: return "odd-mlp";
+  }
+  return "?";
+}
 
 /// The same initial weights on every call and every rank.
 inline std::shared_ptr<TestModel> make_model(ModelKind kind, uint64_t seed = 7) {
   torch::manual_seed(seed);
-  if (kind == ModelKind::kMlp) return std::make_shared<Mlp>();
-  return std::make_shared<TransformerBlock>();
+  switch (kind) {
+    case ModelKind::kMlp: return std::make_shared<Mlp>();
+    case ModelKind::kTransformer: return std::make_shared<TransformerBlock>();
+    case ModelKind::kOddMlp: return std::make_shared<OddMlp>();
+  }
+  return nullptr;
 }
 
 /// Inputs and targets of every step: [steps][global batch, ...], identical on all ranks.
