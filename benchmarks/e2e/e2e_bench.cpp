@@ -61,11 +61,8 @@ Args parse(int argc, char** argv) {
     throw std::invalid_argument("e2e_bench: unknown mode " + a.mode + " (overhead or scaling)");
   for (int i = 2; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
-    if (k == "--layers") a.model.layers = std::stoll(v);
-    else if (k == "--width") a.model.width = std::stoll(v);
-    else if (k == "--heads") a.model.heads = std::stoll(v);
-    else if (k == "--context") a.model.context = std::stoll(v);
-    else if (k == "--batch") a.batch = std::stoll(v);
+    if (a.model.set_option(k, v)) continue;
+    if (k == "--batch") a.batch = std::stoll(v);
     else if (k == "--steps") a.steps = std::stoll(v);
     else if (k == "--rounds") a.rounds = std::stoll(v);
     else if (k == "--threads") a.threads = std::stoll(v);

@@ -15,6 +15,16 @@ std::string GptConfig::to_string() const {
   return s.str();
 }
 
+bool GptConfig::set_option(const std::string& key, const std::string& value) {
+  int64_t* field = key == "--layers"    ? &layers
+                   : key == "--heads"   ? &heads
+                   : key == "--width"   ? &width
+                   : key == "--context" ? &context
+                                        : nullptr;
+  if (field != nullptr) *field = std::stoll(value);
+  return field != nullptr;
+}
+
 int64_t GptConfig::parameter_count() const {
   const int64_t per_block = 2 * 2 * width                    // two LayerNorms
                             + width * 3 * width + 3 * width  // qkv
@@ -61,7 +71,9 @@ GptImpl::GptImpl(const GptConfig& c) : config_(c) {
   wte = register_module("wte", torch::nn::Embedding(c.vocab_size, c.width));
   wpe = register_module("wpe", torch::nn::Embedding(c.context, c.width));
   blocks = register_module("blocks", torch::nn::ModuleList());
-  for (int64_t i = 0; i < c.layers; ++i) blocks->push_back(Block(c));
+  // Each block is a ZeRO unit (docs/porting.md, "Units"): its own flat buffer,
+  // one reduce-scatter of its gradients, and the engine's triggers around its forward.
+  for (int64_t i = 0; i < c.layers; ++i) blocks->push_back(zerotrain::Unit<Block>(c));
   ln_f = register_module("ln_f", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.width})));
   reset_parameters();
 }
@@ -105,7 +117,7 @@ at::Tensor GptImpl::forward(const at::Tensor& tokens) {
   const at::Tensor positions =
       torch::arange(t, torch::TensorOptions().dtype(torch::kLong).device(tokens.device()));
   at::Tensor x = wte->forward(tokens) + wpe->forward(positions);
-  for (const auto& block : *blocks) x = block->as<Block>()->forward(x);
+  for (const auto& block : *blocks) x = block->as<zerotrain::Unit<Block>>()->forward(x);
   x = ln_f->forward(x);
   return torch::nn::functional::linear(x, wte->weight);  // the head shares the token embedding
 }

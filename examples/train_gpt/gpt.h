@@ -7,6 +7,7 @@
 // Shared by examples/train_gpt and benchmarks/e2e.
 
 #include <torch/torch.h>
+#include <zerotrain/unit_module.h>
 
 #include <cstdint>
 #include <string>
@@ -23,6 +24,9 @@ struct GptConfig {
 
   /// "layers=4 heads=4 width=128 context=128"
   std::string to_string() const;
+  /// A command-line option --layers, --heads, --width or --context; false
+  /// (nothing set) for any other key.
+  bool set_option(const std::string& key, const std::string& value);
   /// Parameters, counting the tied embedding once.
   int64_t parameter_count() const;
   /// Training FLOPs (forward + backward) per token: 6 x parameters plus the

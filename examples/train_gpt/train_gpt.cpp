@@ -81,10 +81,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--val-windows") a.val_windows = std::stoll(v);
     else if (k == "--seed") a.seed = std::stoull(v);
     else if (k == "--max-val-loss") a.max_val_loss = std::stod(v);
-    else if (k == "--layers") a.model.layers = std::stoll(v);
-    else if (k == "--heads") a.model.heads = std::stoll(v);
-    else if (k == "--width") a.model.width = std::stoll(v);
-    else if (k == "--context") a.model.context = std::stoll(v);
+    else if (a.model.set_option(k, v)) continue;
     else if (k == "--model") read_model_file(v, a.model);
     else throw std::invalid_argument("train_gpt: unknown option " + k);
   }

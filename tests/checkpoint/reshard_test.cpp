@@ -178,11 +178,7 @@ ZT_WORKER(v1_checkpoint_continues) {
 }
 
 TEST(Checkpoint, ACheckpointSavedBeforeTheUnitRedesignContinuesExactly) {
-  RankJob job;
-  job.world_size = 2;
-  job.worker = "v1_checkpoint_continues";
-  job.timeout = std::chrono::seconds(60);
-  EXPECT_TRUE(all_ranks_succeeded(run_ranks(job)));
+  expect_worker_succeeds("v1_checkpoint_continues", 2, std::chrono::seconds(60));
 }
 
 struct Reshard {

@@ -366,12 +366,7 @@ ZT_WORKER(engine_reports) {
 }
 
 void run(const std::string& worker, int world_size, int timeout_s = 110) {
-  RankJob job;
-  job.world_size = world_size;
-  job.worker = worker;
-  job.timeout = std::chrono::seconds(timeout_s);
-  const auto results = run_ranks(job);
-  EXPECT_TRUE(all_ranks_succeeded(results));
+  expect_worker_succeeds(worker, world_size, std::chrono::seconds(timeout_s));
 }
 
 TEST(EngineAccumulation, FourMicroBatchesEqualOneFourTimesBatch) { run("engine_accumulation", 2); }

@@ -119,13 +119,7 @@ ZT_WORKER(core_gather_during_reduction) {
 }
 
 TEST(Core, AGatherIssuedWhileReductionsAreInFlightDoesNotWaitForThem) {
-  RankJob job;
-  job.world_size = 2;
-  job.worker = "core_gather_during_reduction";
-  job.timeout = std::chrono::seconds(60);
-  const auto results = run_ranks(job);
-  EXPECT_TRUE(all_ranks_succeeded(results));
-  std::printf("%s", results.front().output.c_str());
+  expect_worker_succeeds("core_gather_during_reduction", 2, std::chrono::seconds(60), /*print_rank0=*/true);
 }
 
 // The core trains plain tensors like LibTorch's AdamW on the full batch: no

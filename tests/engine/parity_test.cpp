@@ -82,13 +82,7 @@ int parity_worker() {
 ZT_WORKER(engine_parity) { return parity_worker(); }
 
 void run_parity(int world_size) {
-  RankJob job;
-  job.world_size = world_size;
-  job.worker = "engine_parity";
-  job.timeout = std::chrono::seconds(240);
-  const auto results = run_ranks(job);
-  EXPECT_TRUE(all_ranks_succeeded(results));
-  std::printf("%s", results.front().output.c_str());
+  expect_worker_succeeds("engine_parity", world_size, std::chrono::seconds(240), /*print_rank0=*/true);
 }
 
 TEST(EngineParity, OneRankMatchesLibTorchAdamW) { run_parity(1); }

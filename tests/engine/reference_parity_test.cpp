@@ -115,13 +115,7 @@ ZT_WORKER(reference_parity) {
 }
 
 void run_parity(int world_size) {
-  RankJob job;
-  job.world_size = world_size;
-  job.worker = "reference_parity";
-  job.timeout = std::chrono::seconds(280);
-  const auto results = run_ranks(job);
-  EXPECT_TRUE(all_ranks_succeeded(results));
-  std::printf("%s", results.front().output.c_str());
+  expect_worker_succeeds("reference_parity", world_size, std::chrono::seconds(280), /*print_rank0=*/true);
 }
 
 TEST(ReferenceParity, OneRankEveryStageAndDtypeWithAccumulationAndClipping) { run_parity(1); }

@@ -158,11 +158,7 @@ ZT_WORKER(unit_policies) {
 }
 
 TEST(Units, EveryPolicyGivesItsUnitsAndTheSameTrainingWithTwoGroupsPerUnit) {
-  RankJob job;
-  job.world_size = 2;
-  job.worker = "unit_policies";
-  job.timeout = std::chrono::seconds(110);
-  EXPECT_TRUE(all_ranks_succeeded(run_ranks(job)));
+  expect_worker_succeeds("unit_policies", 2, std::chrono::seconds(110));
 }
 
 TEST(Units, ATypeNameThatMatchesNoModuleIsAnErrorListingTheTypes) {
@@ -321,13 +317,7 @@ ZT_WORKER(stage2_gradient_memory) {
 }
 
 TEST(Units, Stage2GradientBytesInBackwardStayAtTheUnitsInFlight) {
-  RankJob job;
-  job.world_size = 2;
-  job.worker = "stage2_gradient_memory";
-  job.timeout = std::chrono::seconds(110);
-  const auto results = run_ranks(job);
-  EXPECT_TRUE(all_ranks_succeeded(results));
-  std::printf("%s", results.front().output.c_str());
+  expect_worker_succeeds("stage2_gradient_memory", 2, std::chrono::seconds(110), /*print_rank0=*/true);
 }
 
 }  // namespace

@@ -229,4 +229,15 @@ bool run_worker_if_requested(int& exit_code) {
   return true;
 }
 
+void expect_worker_succeeds(const std::string& worker, int world_size, std::chrono::seconds timeout,
+                            bool print_rank0) {
+  RankJob job;
+  job.world_size = world_size;
+  job.worker = worker;
+  job.timeout = timeout;
+  const std::vector<RankResult> results = run_ranks(job);
+  EXPECT_TRUE(all_ranks_succeeded(results));
+  if (print_rank0 && !results.empty()) std::printf("%s", results.front().output.c_str());
+}
+
 }  // namespace zerotrain::testing

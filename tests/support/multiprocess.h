@@ -47,6 +47,12 @@ std::vector<RankResult> run_ranks(const RankJob& job);
 
 /// Every rank exited 0; otherwise a failure listing each bad rank's output.
 ::testing::AssertionResult all_ranks_succeeded(const std::vector<RankResult>& results);
+
+/// Runs `worker` on `world_size` ranks (torchrun-style), expects every rank
+/// to succeed, and prints rank 0's output when `print_rank0` (tests that
+/// report a measurement).
+void expect_worker_succeeds(const std::string& worker, int world_size, std::chrono::seconds timeout,
+                            bool print_rank0 = false);
 std::string describe(const RankResult& r);
 
 /// A TCP port that was free a moment ago (bind to port 0, read it, close).
