@@ -36,7 +36,8 @@ void attach_before_backward(const std::weak_ptr<UnitTriggers>& triggers, int uni
 struct WrapPolicy {
   enum class Kind {
     /// Subtrees of at most B elements, B = min(zero_optimization.reduce_bucket_size,
-    /// ceil(trainable elements / 8)); subtrees under B / 8 stay with their parent.
+    /// max(ceil(trainable elements / 8), 2^20)); subtrees under B / 8 stay with
+    /// their parent, and a model within B is one unit.
     kDefault,
     /// Modules whose type name is one of module_types (Hugging Face's
     /// transformer_layer_cls_to_wrap). "gpt::BlockImpl", "BlockImpl", "gpt::Block"

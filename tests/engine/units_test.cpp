@@ -114,9 +114,10 @@ ZT_WORKER(unit_policies) {
   auto comm = init_distributed();
   RankChecks checks(comm->rank());
   const int n = comm->world_size(), steps = 4;
-  // reduce_bucket_size 5e8: the default policy's bound is then ceil(822 / 8) = 103.
+  // reduce_bucket_size 103 bounds the default policy's units at 103 elements
+  // (this model is far under the 2^20 floor of the bound otherwise).
   const Config config = test_config(2, "fp32", kMicro, 2, 0.05, [](nlohmann::json& j) {
-    j["zero_optimization"]["reduce_bucket_size"] = 500000000;
+    j["zero_optimization"]["reduce_bucket_size"] = 103;
   });
   struct Variant {
     const char* what;
@@ -161,6 +162,19 @@ TEST(Units, EveryPolicyGivesItsUnitsAndTheSameTrainingWithTwoGroupsPerUnit) {
   expect_worker_succeeds("unit_policies", 2, std::chrono::seconds(110));
 }
 
+// With the default reduce_bucket_size, a model of under 2^20 parameters is
+// one unit: splitting it would only add collectives (module_units.cpp).
+TEST(Units, ASmallModelIsOneUnitByDefault) {
+  auto model = make_block_net(false);
+  InitOptions o;
+  o.communicator = one_rank_communicator();
+  Engine e = initialize(model, test_config(2, "fp32", kMicro, 1, 0.0, [](nlohmann::json& j) {
+                          j["zero_optimization"].erase("reduce_bucket_size");
+                        }),
+                        o);
+  EXPECT_EQ(unit_names(e), std::vector<std::string>{"root"});
+}
+
 TEST(Units, ATypeNameThatMatchesNoModuleIsAnErrorListingTheTypes) {
   auto model = make_block_net(false);
   InitOptions o;
@@ -179,7 +193,7 @@ TEST(Units, ATypeNameThatMatchesNoModuleIsAnErrorListingTheTypes) {
 // ---- The execution order and the gradient bytes alive in backward -------------
 
 constexpr int kLayers = 8;
-constexpr int64_t kWidth = 128;
+constexpr int64_t kWidth = 512;  // 262,656 parameters a layer: over the default policy's 2^20 / 8 floor
 
 /// kLayers layers, registered last-to-first and run first-to-last, each marked
 /// (so the forward order is recorded): registration order is the reverse of
@@ -240,7 +254,7 @@ std::vector<int> iota_units(int from, int step) {
 // Note [Stage 2 never holds the full gradient] and Note [Launch units in one
 // order on every rank], measured on an 8-layer model at stage 2 (the batch is
 // 2 rows, so activations and their gradients are under 1% of a layer's
-// gradient). With a unit per layer, the transient bytes of backward stay under
+// gradient, 1.05 MB). With a unit per layer, the transient bytes of backward stay under
 // 2.5 layers' gradients once the launch order is the order backward finishes
 // units: from step 1 when registration order is that order, from step 2 when
 // it is the reverse (step 1 then holds every layer's gradient until the last
