@@ -158,8 +158,14 @@ ZT_WORKER(unit_policies) {
   return checks.exit_code();
 }
 
-TEST(Units, EveryPolicyGivesItsUnitsAndTheSameTrainingWithTwoGroupsPerUnit) {
+TEST(Units, EveryPolicyGivesItsUnitsAndTheSameTrainingWithTwoGroupsPerUnitN1) {
+  expect_worker_succeeds("unit_policies", 1, std::chrono::seconds(110));
+}
+TEST(Units, EveryPolicyGivesItsUnitsAndTheSameTrainingWithTwoGroupsPerUnitN2) {
   expect_worker_succeeds("unit_policies", 2, std::chrono::seconds(110));
+}
+TEST(Units, EveryPolicyGivesItsUnitsAndTheSameTrainingWithTwoGroupsPerUnitN4) {
+  expect_worker_succeeds("unit_policies", 4, std::chrono::seconds(110));
 }
 
 // With the default reduce_bucket_size, a model of under 2^20 parameters is
