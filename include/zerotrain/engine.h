@@ -59,6 +59,7 @@ struct EngineEvent {
     kBackwardDone,     // autograd returned; units without gradients are flushed after this
     kGatherLaunched,   // a unit's parameter all-gather was issued (`unit`)
     kGatherDone,       // it completed and the unit's parameters may be read (`unit`)
+    kReleased,         // stage 3: a unit's full parameters were freed (`unit`)
   };
   Kind kind;
   int unit = -1;
@@ -153,6 +154,30 @@ class NoSyncGuard {
   detail::EngineImpl* state_;
 };
 
+/// Full parameters while alive, at any stage (DeepSpeed's
+/// zero.GatheredParameters): at stage 3 the units holding them are gathered
+/// on construction and released again when the scope ends. With a modifier
+/// rank, what that rank wrote into the parameters is broadcast to every rank
+/// and becomes the new parameters and fp32 master weights. Collective: every
+/// rank creates and ends it, between steps. End it with close() to see a
+/// failure as an exception; the destructor closes it too and prints one.
+class GatheredParameters {
+ public:
+  GatheredParameters(GatheredParameters&&) noexcept;
+  GatheredParameters& operator=(GatheredParameters&&) = delete;
+  ~GatheredParameters();
+  void close();
+
+ private:
+  friend class Engine;
+  GatheredParameters(detail::EngineImpl* state, std::vector<int> units, std::vector<int> gathered_here,
+                     std::optional<int> modifier_rank);
+  detail::EngineImpl* state_;
+  std::vector<int> units_;          // the units the parameters are in
+  std::vector<int> gathered_here_;  // the ones this scope gathered (released again at the end)
+  std::optional<int> modifier_rank_;
+};
+
 class Engine {
  public:
   Engine(Engine&&) noexcept;
@@ -195,6 +220,11 @@ class Engine {
   /// Units in the order their gradients are reduced (Note [Launch units in
   /// one order on every rank] in src/zero/grad_reducer.h).
   std::vector<int> reduce_order() const;
+
+  /// Collective, between steps: the named trainable parameters (all when
+  /// `names` is empty) hold their full values while the returned scope lives.
+  GatheredParameters gathered_parameters(const std::vector<std::string>& names = {},
+                                         std::optional<int> modifier_rank = std::nullopt);
 
   /// Collective (every rank calls it, between steps): a trainable parameter's
   /// full fp32 master value by name, shaped like the parameter, as

@@ -27,6 +27,8 @@
 #include <c10/util/Exception.h>
 
 #include <cstring>
+#include <memory>
+#include <unordered_map>
 #include <iostream>
 
 namespace zerotrain::checkpoint {
@@ -166,30 +168,87 @@ std::string save_checkpoint(const EngineParts& e, const EngineCounters& counters
   return tag_dir;
 }
 
+namespace {
+
+// The file save_16bit_model writes on rank 0, one tensor at a time.
+class ModelFileWriter {
+ public:
+  ModelFileWriter(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                  bool safetensors) {
+    if (safetensors) {
+      std::vector<TensorSpec> specs;
+      for (const auto& [name, t] : tensors) specs.push_back({name, t.scalar_type(), t.sizes().vec()});
+      safetensors_ = std::make_unique<SafetensorsWriter>(path, std::move(specs),
+                                                         std::map<std::string, std::string>{{"format", "pt"}});
+    } else {
+      torch_ = std::make_unique<TorchStateDictWriter>(path);
+    }
+  }
+  void add(const std::string& name, const at::Tensor& t) {
+    if (torch_) return torch_->add(name, t);
+    const at::Tensor c = t.device().is_cpu() ? t.contiguous() : t.cpu().contiguous();
+    safetensors_->write(c.data_ptr(), c.nbytes());
+  }
+  void finish() {
+    if (torch_) torch_->finish();
+    if (safetensors_) safetensors_->finish();
+  }
+
+ private:
+  std::unique_ptr<SafetensorsWriter> safetensors_;
+  std::unique_ptr<TorchStateDictWriter> torch_;
+};
+
+}  // namespace
+
 std::string save_16bit_model(const EngineParts& e, const std::string& dir, const std::string& filename) {
   TORCH_CHECK(!filename.empty() && filename.find('/') == std::string::npos,
               "zerotrain: save_16bit_model() takes a file name without '/', got '", filename, "'");
+  zero::ShardedModel& model = e.model;
+  TORCH_CHECK(!model.shards_parameters() || e.config.zero().stage3.gather_16bit_weights_on_model_save,
+              "zerotrain: save_16bit_model() at stage 3 gathers the sharded parameters unit by unit; set "
+              "zero_optimization.stage3_gather_16bit_weights_on_model_save to true to allow it (as DeepSpeed "
+              "requires)");
   const std::string path = join_path(dir, filename);
+  const std::string tmp = path + ".partial";
+  const bool rank0 = e.comm.rank() == 0;
+  const std::vector<std::pair<std::string, at::Tensor>> tensors = e.access.state_tensors();
+  std::unordered_map<std::string, int> unit_of;  // trainable parameters by name
+  for (size_t p = 0; p < model.param_names().size(); ++p)
+    unit_of.emplace(model.param_names()[p], model.layout().place(static_cast<int>(p)).unit);
   std::string err;
-  if (e.comm.rank() == 0)
+  std::unique_ptr<ModelFileWriter> writer;
+  if (rank0)
     err = capture_error([&] {
       make_directories(dir);
-      const std::string tmp = path + ".partial";
-      const std::vector<std::pair<std::string, at::Tensor>> tensors = e.access.state_tensors();
       const bool safetensors = filename.size() > 12 && filename.rfind(".safetensors") == filename.size() - 12;
-      if (safetensors) {
-        std::vector<Slot> slots;
-        for (auto& [name, t] : tensors) slots.push_back({{name, t.scalar_type(), t.sizes().vec()}, t});
-        write_file(tmp, slots, {{"format", "pt"}});
-      } else {
-        TorchStateDictWriter w(tmp);
-        for (auto& [name, t] : tensors) w.add(name, t);
-        w.finish();
-      }
+      writer = std::make_unique<ModelFileWriter>(tmp, tensors, safetensors);
+    });
+  // Stage 3: every rank gathers each released unit as the file reaches it,
+  // and releases it when the next tensor belongs elsewhere, so one unit is
+  // gathered at a time (the file is written on rank 0 only).
+  int held = -1;
+  for (const auto& [name, t] : tensors) {
+    const auto it = unit_of.find(name);
+    const int unit = it == unit_of.end() ? -1 : it->second;
+    if (unit != held && held >= 0) {
+      model.release({held});
+      held = -1;
+    }
+    if (unit >= 0 && model.units()[static_cast<size_t>(unit)].param_state() == zero::ParamState::kSharded) {
+      model.gather({unit});
+      held = unit;
+    }
+    if (rank0 && err.empty()) err = capture_error([&] { writer->add(name, t); });
+  }
+  if (held >= 0) model.release({held});
+  if (rank0 && err.empty())
+    err = capture_error([&] {
+      writer->finish();
       replace_path(tmp, path);
       fsync_directory(dir);
     });
-  agree(e.comm, e.model.device(), err, "save_16bit_model('" + path + "')");
+  agree(e.comm, model.device(), err, "save_16bit_model('" + path + "')");
   return path;
 }
 

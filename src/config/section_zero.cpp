@@ -126,6 +126,9 @@ void parse_zero(ObjectReader& root, Sections& out) {
   }
   c.ignore_unused_parameters = z.get_bool("ignore_unused_parameters", true);
   c.sub_group_size = z.get_int("sub_group_size", 1'000'000'000, non_negative);
+  if (c.stage == 3 && c.sub_group_size < 1) {
+    ctx.error(z.path_of("sub_group_size"), "must be at least 1 at stage 3 (the optimizer's sub-group size)");
+  }
   if (z.has("sub_group_size") && c.stage < 3) {
     ctx.warn(z.path_of("sub_group_size"), "has no effect at stage " + std::to_string(c.stage) +
                                               ": it tiles the optimizer step at stage 3 only");
@@ -173,6 +176,24 @@ void parse_zero(ObjectReader& root, Sections& out) {
       ctx.warn(z.path_of("stage3_gather_fp16_weights_on_model_save"),
                "deprecated; use \"stage3_gather_16bit_weights_on_model_save\"");
       s3.gather_16bit_weights_on_model_save = z.get_bool("stage3_gather_fp16_weights_on_model_save", false);
+    }
+  }
+
+  // The stage3_* keys act at stage 3 only (as in DeepSpeed): say so when they are given below it.
+  if (c.stage < 3) {
+    std::string given;
+    for (const char* key : {"stage3_prefetch_bucket_size", "prefetch_bucket_size", "stage3_param_persistence_threshold",
+                            "param_persistence_threshold", "stage3_model_persistence_threshold",
+                            "model_persistence_threshold", "stage3_max_live_parameters", "max_live_parameters",
+                            "stage3_max_reuse_distance", "max_reuse_distance",
+                            "stage3_gather_16bit_weights_on_model_save", "gather_16bit_weights_on_model_save",
+                            "stage3_gather_fp16_weights_on_model_save", "stage3_module_granularity_threshold",
+                            "module_granularity_threshold", "stage3_use_all_reduce_for_fetch_params",
+                            "use_all_reduce_for_fetch_params", "stage3_allgather_sequential", "allgather_sequential"})
+      if (z.has(key)) given += (given.empty() ? "" : ", ") + std::string(key);
+    if (!given.empty()) {
+      ctx.warn(z.path_of("stage"), "the stage-3 settings " + given + " have no effect at stage " +
+                                       std::to_string(c.stage));
     }
   }
 

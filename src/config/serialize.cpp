@@ -162,19 +162,22 @@ json sections_to_json(const Sections& s, const std::vector<std::string>& unresol
       {"ignore_unused_parameters", z.ignore_unused_parameters},
       {"offload_optimizer", offload_optimizer_json(z.offload_optimizer)},
       {"offload_param", offload_param_json(z.offload_param)},
-      {"stage3_prefetch_bucket_size", s3.prefetch_bucket_size},
-      {"stage3_param_persistence_threshold", s3.param_persistence_threshold},
-      {"stage3_model_persistence_threshold", s3.model_persistence_threshold},
-      {"stage3_max_live_parameters", s3.max_live_parameters},
-      {"stage3_max_reuse_distance", s3.max_reuse_distance},
-      {"stage3_gather_16bit_weights_on_model_save", s3.gather_16bit_weights_on_model_save},
-      {"stage3_module_granularity_threshold", s3.module_granularity_threshold},
-      {"stage3_use_all_reduce_for_fetch_params", s3.use_all_reduce_for_fetch_params},
-      {"stage3_allgather_sequential", s3.allgather_sequential},
   };
-
-  // Written only where it applies, so that the output parses back without warnings.
-  if (z.stage == 3) doc["zero_optimization"]["sub_group_size"] = z.sub_group_size;
+  // The stage-3 keys are written only where they apply, so that the output
+  // parses back without warnings.
+  if (z.stage == 3) {
+    json& zj = doc["zero_optimization"];
+    zj["sub_group_size"] = z.sub_group_size;
+    zj["stage3_prefetch_bucket_size"] = s3.prefetch_bucket_size;
+    zj["stage3_param_persistence_threshold"] = s3.param_persistence_threshold;
+    zj["stage3_model_persistence_threshold"] = s3.model_persistence_threshold;
+    zj["stage3_max_live_parameters"] = s3.max_live_parameters;
+    zj["stage3_max_reuse_distance"] = s3.max_reuse_distance;
+    zj["stage3_gather_16bit_weights_on_model_save"] = s3.gather_16bit_weights_on_model_save;
+    zj["stage3_module_granularity_threshold"] = s3.module_granularity_threshold;
+    zj["stage3_use_all_reduce_for_fetch_params"] = s3.use_all_reduce_for_fetch_params;
+    zj["stage3_allgather_sequential"] = s3.allgather_sequential;
+  }
 
   const ActivationCheckpointingConfig& a = s.activation_checkpointing;
   doc["activation_checkpointing"] = {

@@ -72,6 +72,13 @@ zero::CorePlan core_plan(const Config& config) {
   plan.prescale_gradients = config.gradients().prescale;
   plan.predivide_factor = config.gradients().predivide_factor;
   plan.allgather_bucket_numel = z.allgather_bucket_size;
+  const Stage3Config& s3 = z.stage3;
+  plan.gather.prefetch_bucket_numel = s3.prefetch_bucket_size;
+  plan.gather.max_live_numel = s3.max_live_parameters;
+  plan.gather.max_reuse_distance = s3.max_reuse_distance;
+  plan.gather.persistence_threshold = s3.param_persistence_threshold;
+  plan.gather.model_persistence_threshold = s3.model_persistence_threshold;
+  plan.sub_group_numel = z.stage == 3 ? z.sub_group_size : INT64_MAX;  // a stage-3 key (DeepSpeed)
   return plan;
 }
 

@@ -9,10 +9,20 @@ namespace zerotrain {
 std::vector<ConfigProblem> unsupported_settings(const Config& c) {
   std::vector<ConfigProblem> out;
   const ZeroConfig& z = c.zero();
-  if (z.stage > 2)
-    out.push_back({"zero_optimization.stage",
-                   "stage " + std::to_string(z.stage) +
-                       " (parameters sharded at rest) is not implemented yet; use stage 0, 1 or 2"});
+  if (z.offload_param.enabled())
+    out.push_back({"zero_optimization.offload_param",
+                   "parameter offload is not implemented yet; set its device to \"none\""});
+  const Stage3Config& s3 = z.stage3;
+  if (s3.module_granularity_threshold != 0)
+    out.push_back({"zero_optimization.stage3_module_granularity_threshold",
+                   "automatic leaf modules are not implemented; units are chosen by the wrap policy (mark layers "
+                   "with zerotrain::Unit, or WrapPolicy::by_size / by_module_type); leave it 0"});
+  if (s3.use_all_reduce_for_fetch_params)
+    out.push_back({"zero_optimization.stage3_use_all_reduce_for_fetch_params",
+                   "fetching parameters with an all-reduce is not implemented; zerotrain all-gathers each unit"});
+  if (s3.allgather_sequential)
+    out.push_back({"zero_optimization.stage3_allgather_sequential",
+                   "gathering one parameter at a time is not implemented; zerotrain gathers each unit as one"});
   if (z.offload_optimizer.enabled())
     out.push_back({"zero_optimization.offload_optimizer",
                    "optimizer offload is not implemented yet; set its device to \"none\""});

@@ -1,6 +1,7 @@
-// Engine::full_fp32_param and full_optimizer_state: one parameter's full
-// fp32 state, gathered from the ranks that own its pieces (DeepSpeed's
-// safe_get_full_fp32_param / safe_get_full_optimizer_state).
+// Full values on demand: Engine::full_fp32_param and full_optimizer_state
+// (one parameter's fp32 state, gathered from the ranks that own its pieces,
+// as DeepSpeed's safe_get_full_fp32_param / safe_get_full_optimizer_state),
+// and Engine::gathered_parameters (DeepSpeed's zero.GatheredParameters).
 
 #include <zerotrain/engine.h>
 
@@ -11,6 +12,7 @@
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <iostream>
 
 namespace zerotrain {
 
@@ -50,6 +52,61 @@ at::Tensor Engine::full_optimizer_state(const std::string& name, const std::stri
   TORCH_CHECK(state == "exp_avg" || state == "exp_avg_sq", "zerotrain: full_optimizer_state() takes \"exp_avg\" or "
               "\"exp_avg_sq\", not \"", state, "\"");
   return full_state(*state_, name, state == "exp_avg" ? FullState::kExpAvg : FullState::kExpAvgSq);
+}
+
+GatheredParameters Engine::gathered_parameters(const std::vector<std::string>& names,
+                                               std::optional<int> modifier_rank) {
+  detail::EngineImpl& s = *state_;
+  zero::ShardedModel& core = *s.core;
+  TORCH_CHECK(!modifier_rank || (*modifier_rank >= 0 && *modifier_rank < s.channels.reduce->world_size()),
+              "zerotrain: gathered_parameters: modifier rank ", modifier_rank.value_or(-1), " is outside [0, ",
+              s.channels.reduce->world_size(), ")");
+  TORCH_CHECK(core.grad_state() == zero::GradState::kClean && s.progress.between_steps(),
+              "zerotrain: gathered_parameters() inside an accumulation window; call it between steps");
+  std::vector<int> units;
+  if (names.empty()) {
+    for (size_t u = 0; u < core.units().size(); ++u) units.push_back(static_cast<int>(u));
+  } else {
+    const auto& all = core.param_names();
+    for (const std::string& name : names) {
+      const auto it = std::find(all.begin(), all.end(), name);
+      TORCH_CHECK(it != all.end(), "zerotrain: gathered_parameters: the model trains no parameter named '", name, "'");
+      units.push_back(core.layout().place(static_cast<int>(it - all.begin())).unit);
+    }
+    std::sort(units.begin(), units.end());
+    units.erase(std::unique(units.begin(), units.end()), units.end());
+  }
+  std::vector<int> gathered_here;
+  for (int u : units)
+    if (core.units()[static_cast<size_t>(u)].param_state() == zero::ParamState::kSharded) gathered_here.push_back(u);
+  core.gather(units);  // every rank, the same list: a no-op below stage 3
+  return GatheredParameters(state_.get(), std::move(units), std::move(gathered_here), modifier_rank);
+}
+
+GatheredParameters::GatheredParameters(detail::EngineImpl* state, std::vector<int> units,
+                                       std::vector<int> gathered_here, std::optional<int> modifier_rank)
+    : state_(state), units_(std::move(units)), gathered_here_(std::move(gathered_here)), modifier_rank_(modifier_rank) {}
+
+GatheredParameters::GatheredParameters(GatheredParameters&& o) noexcept
+    : state_(o.state_), units_(std::move(o.units_)), gathered_here_(std::move(o.gathered_here_)),
+      modifier_rank_(o.modifier_rank_) {
+  o.state_ = nullptr;
+}
+
+void GatheredParameters::close() {
+  if (state_ == nullptr) return;
+  detail::EngineImpl* s = state_;
+  state_ = nullptr;
+  if (modifier_rank_) s->core->adopt_full_values(units_, *modifier_rank_);
+  s->core->release(gathered_here_);
+}
+
+GatheredParameters::~GatheredParameters() {
+  try {
+    close();
+  } catch (const std::exception& e) {
+    std::cerr << "zerotrain: ending gathered_parameters() failed: " << e.what() << "\n";
+  }
 }
 
 }  // namespace zerotrain

@@ -37,6 +37,7 @@ const char* to_string(EngineEvent::Kind kind) {
     case EngineEvent::Kind::kBackwardDone: return "backward_done";
     case EngineEvent::Kind::kGatherLaunched: return "gather_launched";
     case EngineEvent::Kind::kGatherDone: return "gather_done";
+    case EngineEvent::Kind::kReleased: return "released";
   }
   return "?";
 }

@@ -3,6 +3,8 @@
 #include "zero/flat_unit.h"
 
 #include <ATen/ops/zeros.h>
+#include <c10/core/DeviceGuard.h>
+#include <c10/core/StorageImpl.h>
 #include <c10/core/GradMode.h>
 #include <c10/util/Exception.h>
 
@@ -10,11 +12,21 @@ namespace zerotrain::zero {
 
 const char* to_string(ParamState s) {
   switch (s) {
-    case ParamState::kGathered: return "gathered";
+    case ParamState::kSharded: return "sharded (released)";
     case ParamState::kGathering: return "being gathered";
+    case ParamState::kGathered: return "gathered";
   }
   return "?";
 }
+
+// Note [Releasing a unit frees its storage]
+// A unit's parameters are views of its flat buffer (same StorageImpl), and
+// autograd saves views of them (a Linear saves weight.t()), all sharing that
+// StorageImpl. Releasing resizes the storage to 0 bytes instead of replacing
+// the tensors: every view keeps its sizes, strides and version counter, reads
+// nothing while sharded, and sees the gathered values again once the storage
+// has its bytes back, which is what backward needs after a re-gather. The
+// buffer must come from an allocator (at::zeros), not from external memory.
 
 FlatUnit::FlatUnit(int index, std::string name, const UnitLayout& layout, std::vector<at::Tensor> params,
                    bool full_grads)
@@ -65,9 +77,27 @@ void FlatUnit::zero_grads() {
 }
 
 void FlatUnit::begin_gather() {
-  TORCH_INTERNAL_ASSERT(param_state_ == ParamState::kGathered, "unit '", name_, "': gather while ",
+  TORCH_INTERNAL_ASSERT(param_state_ != ParamState::kGathering, "unit '", name_, "': gather while ",
                         to_string(param_state_));
+  if (param_state_ == ParamState::kSharded) {
+    // Note [Releasing a unit frees its storage]
+    const c10::DeviceGuard device(flat_params_.device());
+    c10::StorageImpl* s = flat_params_.storage().unsafeGetStorageImpl();
+    const size_t bytes = static_cast<size_t>(flat_params_.numel()) * flat_params_.element_size();
+    s->set_data_ptr_noswap(s->allocator()->allocate(bytes));
+    s->set_nbytes(bytes);
+  }
   param_state_ = ParamState::kGathering;
+}
+
+void FlatUnit::release() {
+  TORCH_INTERNAL_ASSERT(param_state_ == ParamState::kGathered, "unit '", name_, "': release while ",
+                        to_string(param_state_));
+  c10::StorageImpl* s = flat_params_.storage().unsafeGetStorageImpl();
+  TORCH_INTERNAL_ASSERT(s->allocator() != nullptr, "unit '", name_, "': its buffer has no allocator");
+  s->set_data_ptr_noswap(c10::DataPtr(nullptr, flat_params_.device()));
+  s->set_nbytes(0);
+  param_state_ = ParamState::kSharded;
 }
 
 void FlatUnit::end_gather() {

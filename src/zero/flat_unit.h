@@ -14,10 +14,11 @@
 namespace zerotrain::zero {
 
 /// Whether a unit's full parameters may be read. Checked on every transition:
-/// the core refuses a forward while a unit is being refilled.
+/// the core refuses a forward while a unit is being refilled or is sharded.
 enum class ParamState {
-  kGathered,   // flat_params holds every rank's current values
+  kSharded,    // stage 3: flat_params has no storage (released); only the owned shard exists
   kGathering,  // an all-gather is writing flat_params; nothing may read it
+  kGathered,   // flat_params holds every rank's current values
 };
 const char* to_string(ParamState s);
 
@@ -49,13 +50,19 @@ class FlatUnit {
   void zero_grads();
 
   ParamState param_state() const noexcept { return param_state_; }
-  /// kGathered -> kGathering -> kGathered, around the step's all-gather.
+  /// kGathered or kSharded -> kGathering (a sharded unit's storage is
+  /// allocated again) -> kGathered, around an all-gather into flat_params.
   void begin_gather();
   void end_gather();
+  /// Stage 3: kGathered -> kSharded. Frees the flat buffer's storage; the
+  /// parameters keep their shapes and views, and read nothing until the next
+  /// gather (Note [Releasing a unit frees its storage] in flat_unit.cpp).
+  void release();
   /// Throws, naming the unit, unless its parameters may be read now.
   void check_readable(const char* when) const;
 
-  int64_t param_bytes() const { return static_cast<int64_t>(flat_params_.nbytes()); }
+  /// The bytes of full parameters held now: the padded unit, or 0 when sharded.
+  int64_t param_bytes() const { return static_cast<int64_t>(flat_params_.storage().nbytes()); }
   int64_t grad_bytes() const { return flat_grads_.defined() ? static_cast<int64_t>(flat_grads_.nbytes()) : 0; }
 
  private:

@@ -267,7 +267,7 @@ void GradReducer::launch(int unit) {
   advance(unit, UnitGrads::kDone, UnitGrads::kInFlight);
   in_flight_.push_back(std::move(f));
   emit(EngineEvent::Kind::kReduceLaunched, unit, -1);
-  if (!plan_.overlap) retire_front();
+  if (!plan_.overlap && !defer_retire_) retire_front();
 }
 
 void GradReducer::retire_front() {
@@ -313,17 +313,34 @@ void GradReducer::settle_order() {
   }
 }
 
-void GradReducer::end_backward() {
+void GradReducer::no_gradient(const std::vector<int>& units) {
   std::lock_guard<std::mutex> lock(mutex_);
+  for (int u : units)
+    if (unit_grads_[static_cast<size_t>(u)] == UnitGrads::kArriving) mark_done(u);
+}
+
+void GradReducer::end_backward(const std::function<void()>& before_retire) {
+  std::unique_lock<std::mutex> lock(mutex_);
   emit(EngineEvent::Kind::kBackwardDone, -1, -1);
   // Units with parameters that got no gradient are done now, in launch order.
   for (int u : order_)
     if (unit_grads_[static_cast<size_t>(u)] == UnitGrads::kArriving) mark_done(u);
   if (reducing_) {
+    // Launched without waiting for themselves: a rank still in its backward
+    // may need this rank in before_retire (stage 3's end of pass) first.
+    defer_retire_ = true;
+    launch_ready_units();
+    defer_retire_ = false;
+  }
+  if (before_retire) {
+    lock.unlock();
+    before_retire();
+    lock.lock();
+  }
+  if (reducing_) {
     std::vector<std::string> unused;
     for (size_t p = 0; p < param_ready_.size(); ++p)
       if (!param_ready_[p]) unused.push_back(param_names_[p]);
-    launch_ready_units();
     while (!in_flight_.empty()) retire_front();
     for (size_t u = 0; u < units_.size(); ++u)
       TORCH_INTERNAL_ASSERT(unit_grads_[u] == UnitGrads::kRetired, "unit '", units_[u].name(),

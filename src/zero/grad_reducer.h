@@ -114,10 +114,15 @@ class GradReducer {
   /// Before autograd runs. `reduce`: whether this backward reduces; `boundary`:
   /// whether it is the last micro-batch before an optimizer step.
   void begin_backward(bool reduce, bool boundary);
-  /// After autograd returned: flushes units whose parameters got no gradient
-  /// (as zeros), waits for every reduction, and settles the launch order
-  /// after the first reducing backward.
-  void end_backward();
+  /// Stage 3, right after begin_backward: `units` will get no gradient in
+  /// this backward (their forward did not run), so they are done now and do
+  /// not hold back the units after them in the launch order.
+  void no_gradient(const std::vector<int>& units);
+  /// After autograd returned: launches units whose parameters got no gradient
+  /// (as zeros), runs `before_retire` (stage 3's end of pass, which other
+  /// ranks' reductions may be waiting behind), waits for every reduction, and
+  /// settles the launch order after the first reducing backward.
+  void end_backward(const std::function<void()>& before_retire = nullptr);
   GradState state() const noexcept { return state_; }
   /// After the gradients were zeroed.
   void mark_clean() noexcept { state_ = GradState::kClean; }
@@ -163,6 +168,7 @@ class GradReducer {
   GradState state_ = GradState::kClean;
   bool reducing_ = false;
   bool boundary_ = false;
+  bool defer_retire_ = false;  // end_backward's launches wait for nothing of their own
   size_t next_launch_ = 0;
   std::vector<char> param_ready_;
   std::vector<int> unit_pending_;

@@ -9,13 +9,22 @@
 
 namespace zerotrain::zero {
 
-OwnedState::OwnedState(const ModelLayout& layout, std::vector<FlatUnit>& units, int rank, bool grad_shard)
+OwnedState::OwnedState(const ModelLayout& layout, std::vector<FlatUnit>& units, int rank, bool grad_shard,
+                       bool param_shard)
     : layout_(layout), units_(units), rank_(rank) {
   TORCH_INTERNAL_ASSERT(!units_.empty());
   const at::TensorOptions opts = units_.front().flat_params().options();
   const at::TensorOptions f32 = opts.dtype(at::kFloat);
   c10::NoGradGuard no_grad;
   if (grad_shard) grad_shard_ = at::zeros({layout_.owned_numel()}, opts);
+  if (param_shard) {
+    at::Tensor shard = at::empty({layout_.owned_numel()}, opts);
+    for (size_t u = 0; u < units_.size(); ++u) {
+      const auto [b, e] = layout_.owned_range(static_cast<int>(u), rank_);
+      part(shard, static_cast<int>(u)).copy_(units_[u].flat_params().narrow(0, b, e - b));
+    }
+    param_shard_ = shard;
+  }
   master_aliases_params_ = opts.dtype() == at::kFloat && !layout_.sharded();
   if (!master_aliases_params_) {
     master_ = at::empty({layout_.owned_numel()}, f32);
@@ -31,6 +40,7 @@ at::Tensor OwnedState::part(const at::Tensor& buffer, int u) const {
 }
 
 at::Tensor OwnedState::owned_params(int u) const {
+  if (param_shard_.defined()) return part(param_shard_, u);
   const auto [b, e] = layout_.owned_range(u, rank_);
   return units_.at(static_cast<size_t>(u)).flat_params().narrow(0, b, e - b);
 }
@@ -65,6 +75,10 @@ int64_t OwnedState::master_bytes() const {
 int64_t OwnedState::moment_bytes() const {
   return static_cast<int64_t>(exp_avg_.nbytes() + exp_avg_sq_.nbytes());
 }
+int64_t OwnedState::param_shard_bytes() const {
+  return param_shard_.defined() ? static_cast<int64_t>(param_shard_.nbytes()) : 0;
+}
+
 int64_t OwnedState::grad_shard_bytes() const {
   return grad_shard_.defined() ? static_cast<int64_t>(grad_shard_.nbytes()) : 0;
 }

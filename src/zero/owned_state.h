@@ -4,6 +4,9 @@
 // master weights and Adam moments. See Note [Optimizer groups run over units]
 // in model_layout.h for how the parts lie.
 //
+// At stage 3 the owned parameters are a buffer of their own (the parameter
+// shard), since the units' flat buffers are released between uses.
+//
 // Note [Where gradients live]
 // Stages 0 and 1 keep full gradients: each unit has a flat gradient buffer in
 // the model dtype and every parameter's .grad is a view into it, so autograd
@@ -27,11 +30,13 @@ namespace zerotrain::zero {
 class OwnedState {
  public:
   /// `units` must outlive this object and not move. Initialises the master
-  /// weights from the units' current parameters and the moments to zero.
-  OwnedState(const ModelLayout& layout, std::vector<FlatUnit>& units, int rank, bool grad_shard);
+  /// weights (and, with `param_shard`, the parameter shard) from the units'
+  /// current parameters, and the moments to zero.
+  OwnedState(const ModelLayout& layout, std::vector<FlatUnit>& units, int rank, bool grad_shard, bool param_shard);
 
   int rank() const noexcept { return rank_; }
-  /// The model-dtype parameters this rank updates (a view of the unit's flat buffer).
+  /// The model-dtype parameters this rank updates: a view of the unit's flat
+  /// buffer, or at stage 3 of the parameter shard.
   at::Tensor owned_params(int u) const;
   /// The reduced gradients the optimizer reads; see Note [Where gradients live].
   at::Tensor owned_grads(int u) const;
@@ -51,6 +56,7 @@ class OwnedState {
   int64_t master_bytes() const;
   int64_t moment_bytes() const;
   int64_t grad_shard_bytes() const;
+  int64_t param_shard_bytes() const;
 
  private:
   at::Tensor part(const at::Tensor& buffer, int u) const;
@@ -62,6 +68,7 @@ class OwnedState {
   at::Tensor exp_avg_;
   at::Tensor exp_avg_sq_;
   at::Tensor grad_shard_;
+  at::Tensor param_shard_;
   bool master_aliases_params_ = false;
 };
 

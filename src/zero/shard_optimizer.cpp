@@ -10,6 +10,8 @@
 #include <c10/core/GradMode.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
+
 namespace zerotrain::zero {
 
 double global_grad_norm_sq(const OwnedState& owned, const ModelLayout& layout, Communicator& comm) {
@@ -77,7 +79,9 @@ void lamb_update(OwnedState& owned, const ModelLayout& layout, const std::vector
 
 void update(OwnedState& owned, const ModelLayout& layout, const std::vector<OptimizerGroup>& groups,
             OptimizerKind kind, const std::function<optim::StepHyperParams(int)>& hyper, int64_t step,
-            const optim::StepControl& control, Communicator& comm) {
+            const optim::StepControl& control, Communicator& comm, int64_t sub_group_numel) {
+  TORCH_CHECK(sub_group_numel >= 1, "zerotrain: zero_optimization.sub_group_size must be at least 1, got ",
+              sub_group_numel);
   RECORD_FUNCTION("zerotrain::optimizer_step", std::vector<c10::IValue>());
   c10::NoGradGuard no_grad;
   if (kind == OptimizerKind::kLamb) return lamb_update(owned, layout, groups, hyper, step, control, comm);
@@ -85,17 +89,30 @@ void update(OwnedState& owned, const ModelLayout& layout, const std::vector<Opti
   // master, and the rounded copy into the owned parameters.
   const bool copy = !owned.master_aliases_params();
   for (size_t g = 0; g < groups.size(); ++g) {
+    const optim::StepHyperParams h = hyper(static_cast<int>(g));
     optim::AdamTensors t;
+    int64_t filled = 0;
+    const auto flush = [&] {
+      if (!t.params.empty()) optim::fused_adam(t, h, step, control);
+      t = {};
+      filled = 0;
+    };
     for (const OwnedRun& r : groups[g].runs) {
-      auto run = [&r](const at::Tensor& x) { return x.narrow(0, r.begin, r.numel); };
       const optim::Moments m = owned.moments(r.unit);
-      t.params.push_back(run(owned.master(r.unit)));
-      t.grads.push_back(run(owned.owned_grads(r.unit)));
-      t.exp_avg.push_back(run(m.exp_avg));
-      t.exp_avg_sq.push_back(run(m.exp_avg_sq));
-      if (copy) t.param_copies.push_back(run(owned.owned_params(r.unit)));
+      for (int64_t begin = 0; begin < r.numel;) {
+        const int64_t n = std::min(r.numel - begin, sub_group_numel - filled);
+        auto piece = [&](const at::Tensor& x) { return x.narrow(0, r.begin + begin, n); };
+        t.params.push_back(piece(owned.master(r.unit)));
+        t.grads.push_back(piece(owned.owned_grads(r.unit)));
+        t.exp_avg.push_back(piece(m.exp_avg));
+        t.exp_avg_sq.push_back(piece(m.exp_avg_sq));
+        if (copy) t.param_copies.push_back(piece(owned.owned_params(r.unit)));
+        begin += n;
+        filled += n;
+        if (filled == sub_group_numel) flush();
+      }
     }
-    if (!t.params.empty()) optim::fused_adam(t, hyper(static_cast<int>(g)), step, control);
+    flush();
   }
 }
 

@@ -52,9 +52,11 @@ double global_grad_norm_sq(const OwnedState& owned, const ModelLayout& layout, C
 /// the master weights and the rounded copy into the owned parameters; LAMB
 /// takes its two stages, with one all-reduce of the per-parameter norms.
 /// `step` counts applied updates from 1; `hyper(g)` is group g's settings.
+/// Adam runs in sub-groups of at most `sub_group_numel` elements (one fused
+/// call each), as DeepSpeed's stage 3 steps its sub-groups one by one.
 void update(OwnedState& owned, const ModelLayout& layout, const std::vector<OptimizerGroup>& groups,
             OptimizerKind kind, const std::function<optim::StepHyperParams(int group)>& hyper, int64_t step,
-            const optim::StepControl& control, Communicator& comm);
+            const optim::StepControl& control, Communicator& comm, int64_t sub_group_numel);
 
 using GatherEvents = std::function<void(EngineEvent::Kind kind, int unit)>;
 

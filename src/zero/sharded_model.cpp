@@ -2,11 +2,15 @@
 
 #include "zero/sharded_model.h"
 
+#include "comm/gather_values.h"
+
 #include <ATen/core/grad_mode.h>
+#include <c10/core/GradMode.h>
 #include <ATen/record_function.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <iostream>
 #include <numeric>
 
 namespace zerotrain::zero {
@@ -47,6 +51,7 @@ ShardedModel::ShardedModel(ModelSpec spec, const CorePlan& plan, Communicator& r
     : spec_((spec.validate(), std::move(spec))),
       policy_(plan.policy),
       allgather_bucket_numel_(plan.allgather_bucket_numel),
+      sub_group_numel_(plan.sub_group_numel),
       reduce_comm_(reduce_comm),
       gather_comm_(gather_comm),
       observer_(std::move(observer)),
@@ -66,7 +71,16 @@ ShardedModel::ShardedModel(ModelSpec spec, const CorePlan& plan, Communicator& r
   // Every rank starts from rank 0's parameters, as DeepSpeed's engine does.
   for (FlatUnit& u : units_) reduce_comm_.broadcast(u.flat_params(), 0).wait();
 
-  owned_ = std::make_unique<OwnedState>(layout_, units_, reduce_comm_.rank(), policy_.gradients);
+  owned_ = std::make_unique<OwnedState>(layout_, units_, reduce_comm_.rank(), policy_.gradients, policy_.parameters);
+  ever_entered_.assign(units_.size(), 0);
+  if (policy_.parameters) {
+    std::vector<bool> triggers;
+    for (const UnitSpec& u : spec_.units) triggers.push_back(u.has_triggers);
+    GatherPlan gp = plan.gather;
+    gp.allgather_bucket_numel = plan.allgather_bucket_numel;
+    scheduler_ = std::make_unique<GatherScheduler>(units_, *owned_, gather_comm_, gp, triggers,
+                                                   [this](EngineEvent::Kind kind, int unit) { emit(kind, unit, -1, 0); });
+  }
   for (const OptimizerGroupSpec& g : spec_.groups)
     groups_.push_back({g.lr, g.weight_decay, g.params, layout_.owned_runs(g.params, reduce_comm_.rank())});
 
@@ -93,7 +107,9 @@ void ShardedModel::emit(EngineEvent::Kind kind, int unit, int param, int in_flig
 void ShardedModel::before_forward(int unit) {
   TORCH_CHECK(unit >= 0 && unit < static_cast<int>(units_.size()), "zerotrain: unit index ", unit,
               " is outside [0, ", units_.size(), ")");
+  if (scheduler_) scheduler_->need(unit, Pass::kForward);
   units_[static_cast<size_t>(unit)].check_readable("ran its forward");
+  ever_entered_[static_cast<size_t>(unit)] = 1;
   if (at::GradMode::is_enabled()) {
     std::lock_guard<std::mutex> lock(trace_mutex_);
     if (std::find(this_forward_.begin(), this_forward_.end(), unit) == this_forward_.end())
@@ -102,10 +118,19 @@ void ShardedModel::before_forward(int unit) {
   emit(EngineEvent::Kind::kBeforeForward, unit, -1, 0);
 }
 
-void ShardedModel::after_forward(int unit) { emit(EngineEvent::Kind::kAfterForward, unit, -1, 0); }
+void ShardedModel::after_forward(int unit) {
+  emit(EngineEvent::Kind::kAfterForward, unit, -1, 0);
+  if (scheduler_) scheduler_->done_with(unit, Pass::kForward);
+}
 
 void ShardedModel::before_backward(int unit) {
+  if (scheduler_) scheduler_->need(unit, Pass::kBackward);
   units_.at(static_cast<size_t>(unit)).check_readable("reached its backward");
+  {
+    std::lock_guard<std::mutex> lock(trace_mutex_);
+    if (std::find(this_backward_entry_.begin(), this_backward_entry_.end(), unit) == this_backward_entry_.end())
+      this_backward_entry_.push_back(unit);
+  }
   emit(EngineEvent::Kind::kBeforeBackward, unit, -1, 0);
 }
 
@@ -115,6 +140,8 @@ void ShardedModel::record_after_backward(int unit) {
     this_backward_.push_back(unit);
   }
   emit(EngineEvent::Kind::kAfterBackward, unit, -1, 0);
+  // Its gradients are packed and its parameters are no longer read.
+  if (scheduler_) scheduler_->done_with(unit, Pass::kBackward);
 }
 
 ExecutionTrace ShardedModel::trace() const {
@@ -125,6 +152,17 @@ ExecutionTrace ShardedModel::trace() const {
 // ---- Backward ----------------------------------------------------------------
 
 void ShardedModel::begin_backward(bool reduce, bool boundary) {
+  // Stage 3: the forward pass ends here (Note [Every gather is agreed in a
+  // request round]); units whose forward did not run get no gradient.
+  std::vector<int> skipped;
+  if (scheduler_) {
+    scheduler_->end_pass();
+    std::lock_guard<std::mutex> lock(trace_mutex_);
+    for (size_t u = 0; u < units_.size(); ++u)
+      if (spec_.units[u].has_triggers && ever_entered_[u] &&
+          std::find(this_forward_.begin(), this_forward_.end(), static_cast<int>(u)) == this_forward_.end())
+        skipped.push_back(static_cast<int>(u));
+  }
   {
     std::lock_guard<std::mutex> lock(trace_mutex_);
     if (!this_forward_.empty()) {
@@ -137,17 +175,51 @@ void ShardedModel::begin_backward(bool reduce, bool boundary) {
     }
     this_forward_.clear();
     this_backward_.clear();
+    this_backward_entry_.clear();
   }
   reducer_->begin_backward(reduce, boundary);
+  if (!skipped.empty()) reducer_->no_gradient(skipped);
 }
 
 void ShardedModel::end_backward() {
-  reducer_->end_backward();
-  std::lock_guard<std::mutex> lock(trace_mutex_);
-  if (!backward_recorded_) {
-    trace_.backward = this_backward_;
-    backward_recorded_ = true;
+  if (scheduler_) {
+    reducer_->end_backward([this] { scheduler_->end_pass(); });
+  } else {
+    reducer_->end_backward();
   }
+  {
+    std::lock_guard<std::mutex> lock(trace_mutex_);
+    if (!backward_recorded_) {
+      trace_.backward = this_backward_;
+      backward_entry_order_ = this_backward_entry_;
+      backward_recorded_ = true;
+    }
+  }
+  if (scheduler_ && !stage3_orders_settled_) settle_stage3_orders();
+}
+
+void ShardedModel::settle_stage3_orders() {
+  // Every rank reaches the end of its first backward: the all-gather matches.
+  stage3_orders_settled_ = true;
+  std::vector<int64_t> mine{static_cast<int64_t>(trace_.forward.size()),
+                            static_cast<int64_t>(backward_entry_order_.size())};
+  uint64_t h = 1469598103934665603ull;  // FNV-1a over both orders
+  for (const std::vector<int>* order : {&trace_.forward, &backward_entry_order_})
+    for (int u : *order) {
+      h ^= static_cast<uint64_t>(u) + 1;
+      h *= 1099511628211ull;
+    }
+  mine.push_back(static_cast<int64_t>(h));
+  const std::vector<int64_t> all = comm_detail::all_gather_values(gather_comm_, device(), mine);
+  for (size_t k = 0; k < all.size(); ++k)
+    if (all[k] != all[k % mine.size()]) {
+      if (gather_comm_.rank() == 0)
+        std::cerr << "zerotrain: stage 3: the ranks recorded different unit orders in the first step; units are "
+                     "gathered on demand, without prefetch\n";
+      return;
+    }
+  scheduler_->set_order(Pass::kForward, trace_.forward);
+  scheduler_->set_order(Pass::kBackward, backward_entry_order_);
 }
 
 // ---- Step --------------------------------------------------------------------
@@ -156,19 +228,44 @@ double ShardedModel::grad_norm_sq() { return global_grad_norm_sq(*owned_, layout
 
 void ShardedModel::update(OptimizerKind kind, const std::function<optim::StepHyperParams(int)>& hyper,
                           int64_t step, const optim::StepControl& control) {
-  zero::update(*owned_, layout_, groups_, kind, hyper, step, control, reduce_comm_);
+  zero::update(*owned_, layout_, groups_, kind, hyper, step, control, reduce_comm_, sub_group_numel_);
 }
 
 void ShardedModel::gather(const std::vector<int>& units) {
   if (!layout_.sharded()) return;
+  if (scheduler_) return scheduler_->gather_now(units);
   gather_units(units_, units, *owned_, gather_comm_, allgather_bucket_numel_,
                [this](EngineEvent::Kind kind, int unit) { emit(kind, unit, -1, 0); });
 }
 
 void ShardedModel::gather_params() {
+  if (scheduler_) return scheduler_->refresh();
   std::vector<int> all(units_.size());
   std::iota(all.begin(), all.end(), 0);
   gather(all);
+}
+
+void ShardedModel::adopt_full_values(const std::vector<int>& units, int root) {
+  if (units.empty()) return;
+  c10::NoGradGuard no_grad;
+  std::vector<at::Tensor> flats;
+  for (int u : units) {
+    const FlatUnit& U = units_.at(static_cast<size_t>(u));
+    U.check_readable("was written in gathered_parameters()");
+    flats.push_back(U.flat_params());
+  }
+  (flats.size() == 1 ? gather_comm_.broadcast(flats[0], root) : gather_comm_.broadcast_coalesced(flats, root)).wait();
+  for (int u : units) {
+    const auto [b, e] = layout_.owned_range(u, owned_->rank());
+    at::Tensor owned = owned_->owned_params(u);
+    const at::Tensor full = units_[static_cast<size_t>(u)].flat_params().narrow(0, b, e - b);
+    if (owned.data_ptr() != full.data_ptr()) owned.copy_(full);  // stage 3's parameter shard
+    if (!owned_->master_aliases_params()) owned_->master(u).copy_(owned);
+  }
+}
+
+void ShardedModel::release(const std::vector<int>& units) {
+  if (scheduler_) scheduler_->release_units(units);
 }
 
 void ShardedModel::zero_grads() {
@@ -184,7 +281,7 @@ void ShardedModel::after_master_load() {
 }
 
 int64_t ShardedModel::param_bytes() const {
-  int64_t b = 0;
+  int64_t b = owned_->param_shard_bytes();
   for (const FlatUnit& u : units_) b += u.param_bytes();
   return b;
 }

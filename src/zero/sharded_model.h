@@ -13,10 +13,13 @@
 // (the core fires it itself, from the gradient hooks, in every backward, and
 // for units that got no gradient when autograd returns). At stages 0-2 the
 // forward triggers check that the unit's parameters may be read and record
-// the execution order; stage 3 gathers and releases there. The core records
-// the order it sees (ExecutionTrace): the first training forward and the
-// first backward are kept, later forwards are compared with the first. Only
-// forwards under grad mode count: evaluation does not disturb the record.
+// the execution order; stage 3 gathers there (GatherScheduler) and releases
+// after the forward and after the unit's backward. The core records the
+// order it sees (ExecutionTrace): the first training forward and the first
+// backward are kept, later forwards are compared with the first. Only
+// forwards under grad mode count: evaluation does not disturb the record. At
+// stage 3 the orders are checked across ranks at the end of the first
+// backward and, when every rank saw the same, prefetching follows them.
 
 #include <zerotrain/comm.h>
 #include <zerotrain/config.h>
@@ -24,6 +27,7 @@
 #include <zerotrain/units.h>
 
 #include "zero/flat_unit.h"
+#include "zero/gather_scheduler.h"
 #include "zero/grad_reducer.h"
 #include "zero/model_layout.h"
 #include "zero/model_spec.h"
@@ -43,6 +47,10 @@ struct CorePlan {
   bool prescale_gradients = false;
   double predivide_factor = 1.0;
   int64_t allgather_bucket_numel = 500'000'000;
+  /// The most owned elements one optimizer call updates (sub_group_size):
+  /// Adam runs over a group's runs in sub-groups of this size.
+  int64_t sub_group_numel = 1'000'000'000;
+  GatherPlan gather;               // stage 3
 };
 
 class ShardedModel final : public UnitTriggers {
@@ -78,10 +86,18 @@ class ShardedModel final : public UnitTriggers {
   double grad_norm_sq();
   void update(OptimizerKind kind, const std::function<optim::StepHyperParams(int group)>& hyper, int64_t step,
               const optim::StepControl& control);
-  /// Stages 1-3: every unit's parameters from the owners' shards.
+  /// Stages 1-2: every unit's parameters from the owners' shards. Stage 3:
+  /// the units held gathered (persistent ones, and any still gathered on
+  /// some rank), from the updated shards.
   void gather_params();
-  /// Stages 1-3: the given units only (on the gather channel).
+  /// Collective: the given units gathered now (on the gather channel).
   void gather(const std::vector<int>& units);
+  /// Collective: `units` (gathered) take rank `root`'s full parameters, as
+  /// parameters and fp32 master weights on every rank (a gathered_parameters
+  /// scope with a modifier rank).
+  void adopt_full_values(const std::vector<int>& units, int root);
+  /// Collective, stage 3: `units` released again (a no-op below stage 3).
+  void release(const std::vector<int>& units);
   /// Zeroes every gradient the core keeps; the gradient state becomes clean.
   void zero_grads();
   /// After the master weights were overwritten (a checkpoint load): the
@@ -101,6 +117,9 @@ class ShardedModel final : public UnitTriggers {
   at::ScalarType dtype() const { return units_.front().flat_params().scalar_type(); }
   const std::vector<int>& reduce_order() const noexcept { return reducer_->launch_order(); }
   ExecutionTrace trace() const;
+  /// Stage 3's scheduler; null at stages 0-2.
+  const GatherScheduler* scheduler() const noexcept { return scheduler_.get(); }
+  bool shards_parameters() const noexcept { return policy_.parameters; }
 
   int64_t param_bytes() const;
   int64_t grad_bytes() const;
@@ -109,11 +128,13 @@ class ShardedModel final : public UnitTriggers {
  private:
   void emit(EngineEvent::Kind kind, int unit, int param, int in_flight) const;
   void record_after_backward(int unit);
+  void settle_stage3_orders();
 
   ModelSpec spec_;
   std::vector<std::string> names_;
   ShardingPolicy policy_;
   int64_t allgather_bucket_numel_;
+  int64_t sub_group_numel_;
   Communicator& reduce_comm_;
   Communicator& gather_comm_;
   Observer observer_;
@@ -122,13 +143,18 @@ class ShardedModel final : public UnitTriggers {
   std::unique_ptr<OwnedState> owned_;
   std::vector<OptimizerGroup> groups_;
   std::unique_ptr<GradReducer> reducer_;
+  std::unique_ptr<GatherScheduler> scheduler_;  // stage 3
 
   mutable std::mutex trace_mutex_;
   ExecutionTrace trace_;
   bool forward_recorded_ = false;
   bool backward_recorded_ = false;
-  std::vector<int> this_forward_;   // units entered since the last backward, first entries
-  std::vector<int> this_backward_;  // units whose backward finished, in this backward
+  bool stage3_orders_settled_ = false;
+  std::vector<int> this_forward_;          // units entered since the last backward, first entries
+  std::vector<int> this_backward_;         // units whose backward finished, in this backward
+  std::vector<int> this_backward_entry_;   // units whose backward began, in this backward
+  std::vector<int> backward_entry_order_;  // the first backward's
+  std::vector<char> ever_entered_;         // before_forward has fired for the unit
 };
 
 }  // namespace zerotrain::zero

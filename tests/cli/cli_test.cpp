@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <fstream>
 #include <string>
 
 #include <zerotrain/config.h>
@@ -52,7 +51,7 @@ TEST(CliConfigCheck, AgreesWithInitializeOnEveryExampleConfig) {
     for (const ConfigProblem& p : unsupported) expected += file + ": " + p.path + ": " + p.message + "\n";
     EXPECT_EQ(r.err, expected) << file;
   }
-  EXPECT_GT(rejected, 0) << "the stage-3 and offload examples are not run by this version";
+  EXPECT_GT(rejected, 0) << "the offload examples are not run by this version";
 }
 
 TEST(CliConfigCheck, TypoIsRejectedWithPathAndSuggestion) {
@@ -95,15 +94,7 @@ TEST(CliConfigCheck, SeveralFilesReportEachAndFailIfAnyFails) {
 }
 
 TEST(CliConfigCheck, AutoValuesFromFlags) {
-  // hf_trainer_auto.json at stage 2 (stage 3 is not run by this version).
-  std::ifstream in(ZEROTRAIN_CONFIGS_DIR "/hf_trainer_auto.json");
-  nlohmann::json hf = nlohmann::json::parse(in, nullptr, true, /*ignore_comments=*/true);
-  hf["zero_optimization"]["stage"] = 2;
-  for (const char* key : {"stage3_prefetch_bucket_size", "stage3_param_persistence_threshold",
-                          "stage3_gather_16bit_weights_on_model_save"})
-    hf["zero_optimization"].erase(key);
-  TempFile f(hf.dump());
-  const auto r = run_command(kCli + " config check " + f.path() + " --world-size 2"
+  const auto r = run_command(kCli + " config check " ZEROTRAIN_CONFIGS_DIR "/hf_trainer_auto.json --world-size 2"
                                     " --hidden-size 512 --micro-batch-size 4 --gradient-accumulation-steps 3");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);

@@ -156,8 +156,8 @@ TEST(EngineErrors, MisuseAndUnsupportedSettingsNameTheProblem) {
       EXPECT_NE(std::string(err.what()).find(path), std::string::npos) << err.what();
     }
   };
-  expect_config_error(Config::from_file(std::string(ZEROTRAIN_CONFIGS_DIR) + "/zero3_fp32.json"),
-                      "zero_optimization.stage");
+  expect_config_error(Config::from_file(std::string(ZEROTRAIN_CONFIGS_DIR) + "/zero3_offload_param_bf16.json"),
+                      "zero_optimization.offload_param");
   expect_config_error(
       Config::from_file(std::string(ZEROTRAIN_CONFIGS_DIR) + "/zero2_offload_optimizer_bf16.json"),
       "zero_optimization.offload_optimizer");

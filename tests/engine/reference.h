@@ -49,7 +49,7 @@ class ReferenceTrainer {
       (torch::mse_loss(model_->forward(x).to(at::kFloat), y) * factor).backward();
     };
     const auto fp32 = [](const at::Tensor& t) { return t.to(at::kFloat).to(at::kDouble); };
-    if (stage == 2) {
+    if (stage >= 2) {
       // Every micro-batch is reduced (pre-scaled by 1/N in the fp32 bucket)
       // and added to the model-dtype gradient shard.
       std::map<std::string, at::Tensor> shard;

@@ -1,9 +1,13 @@
-// ZeRO stages 0, 1 and 2 in fp32, bf16 and fp16 on N = 1, 2 and 4 ranks,
+// ZeRO stages 0, 1, 2 and 3 in fp32, bf16 and fp16 on N = 1, 2 and 4 ranks,
 // against the plain single-process reference of reference.h, element by
 // element, with gradient accumulation (GAS 2), clipping active on some steps
 // and not on others, fp16's loss scale changing during the run, and odd
 // parameter sizes (every unit padded). Both run the same forward and backward
 // in the model dtype, so the 16-bit cases are held to the fp32 tolerance.
+// Stage 3 runs a model whose layers are marked units, gathered just in time
+// and released after their forward and backward (nothing persistent, nothing
+// kept for reuse), with and without prefetch, and the transformer block,
+// whose unmarked units stay gathered (Note [Persistent units]).
 //
 // What this suite catches (each was injected once and failed the suite):
 //  * the sum instead of the mean across ranks (N >= 2): the norm is N times
@@ -30,11 +34,20 @@ constexpr int64_t kMicro = 2;
 constexpr int64_t kGas = 2;
 constexpr double kAtolPerLr = 1e-3;
 
-Config parity_config(int stage, const std::string& dtype, double clipping) {
-  return test_config(stage, dtype, kMicro, kGas, clipping, [](nlohmann::json& j) {
+/// Stage 3's gathering: every unit released after use, prefetch or not.
+enum class Gathering { kPrefetch, kOnDemand };
+
+Config parity_config(int stage, const std::string& dtype, double clipping, Gathering gathering = Gathering::kPrefetch) {
+  return test_config(stage, dtype, kMicro, kGas, clipping, [&](nlohmann::json& j) {
     j["communication_data_type"] = "fp32";  // sums the reference can reproduce (see reference.h)
     j["optimizer"]["params"]["weight_decay"] = 0.1;
     j["fp16"]["loss_scale_window"] = 2;  // the scale doubles every two steps
+    if (stage == 3) {
+      auto& z = j["zero_optimization"];
+      z["stage3_param_persistence_threshold"] = 0;
+      z["stage3_max_reuse_distance"] = 0;
+      z["stage3_prefetch_bucket_size"] = gathering == Gathering::kPrefetch ? 1000000 : 0;
+    }
   });
 }
 
@@ -48,7 +61,7 @@ Data parity_data(const TestModel& m, int world) {
 /// A clipping threshold between an even and an odd step's norm: active on
 /// some steps and not on others.
 double clipping_between_steps(ModelKind kind, int stage, const std::string& dtype, int world, const Data& d) {
-  ReferenceTrainer probe(kind, parity_config(stage, dtype, 0.0), world, kMicro);
+  ReferenceTrainer probe(kind, parity_config(std::min(stage, 2), dtype, 0.0), world, kMicro);
   probe.step(d, 0);
   const double even = probe.norm();
   probe.step(d, 1);
@@ -56,15 +69,18 @@ double clipping_between_steps(ModelKind kind, int stage, const std::string& dtyp
 }
 
 void run_case(RankChecks& checks, const std::shared_ptr<Communicator>& comm, ModelKind kind, int stage,
-              const std::string& dtype) {
+              const std::string& dtype, Gathering gathering = Gathering::kPrefetch) {
   const int n = comm->world_size();
-  const std::string what =
-      std::string(to_string(kind)) + " stage " + std::to_string(stage) + " " + dtype + " N=" + std::to_string(n);
+  const std::string what = std::string(to_string(kind)) + " stage " + std::to_string(stage) + " " + dtype +
+                           (stage == 3 && gathering == Gathering::kOnDemand ? " no-prefetch" : "") + " N=" +
+                           std::to_string(n);
   auto model = make_model(kind);
   const Data data = parity_data(*model, n);
-  const Config config = parity_config(stage, dtype, clipping_between_steps(kind, stage, dtype, n, data));
+  const Config config = parity_config(stage, dtype, clipping_between_steps(kind, stage, dtype, n, data), gathering);
   InitOptions options;
   options.communicator = comm;
+  int64_t released = 0;
+  options.observer = [&](const EngineEvent& ev) { released += ev.kind == EngineEvent::Kind::kReleased; };
   Engine engine = initialize(model, config, options);
   ReferenceTrainer reference(kind, config, n, kMicro);
   int clipped = 0;
@@ -81,6 +97,10 @@ void run_case(RankChecks& checks, const std::shared_ptr<Communicator>& comm, Mod
                        std::to_string(reference.next_loss_scale()));
     clipped += reference.clipped() ? 1 : 0;
   }
+  if (stage == 3 && kind == ModelKind::kMarkedOddMlp)
+    checks.require(released >= 3 * kGas * kSteps,
+                   what + ": marked units released in every micro-step, released " + std::to_string(released) +
+                       " times");
   checks.require(clipped >= 2 && clipped <= kSteps - 2,
                  what + ": clipping must be active on some steps and not on others, was on " +
                      std::to_string(clipped) + " of " + std::to_string(kSteps));
@@ -89,6 +109,7 @@ void run_case(RankChecks& checks, const std::shared_ptr<Communicator>& comm, Mod
   // most, plus fp32 rounding (the runs recorded use under a hundredth of this
   // tolerance); the 16-bit parameters are the master rounded.
   const double lr = config.optimizer()->lr;
+  GatheredParameters full = engine.gathered_parameters();  // stage 3 released them
   const auto params = model->named_parameters();
   double worst = 0;
   for (const std::string& name : reference.names()) {
@@ -111,6 +132,11 @@ ZT_WORKER(reference_parity) {
   for (ModelKind kind : {ModelKind::kOddMlp, ModelKind::kTransformer})
     for (int stage : {0, 1, 2})
       for (const char* dtype : {"fp32", "bf16", "fp16"}) run_case(checks, comm, kind, stage, dtype);
+  for (const char* dtype : {"fp32", "bf16", "fp16"}) {
+    run_case(checks, comm, ModelKind::kMarkedOddMlp, 3, dtype, Gathering::kPrefetch);
+    run_case(checks, comm, ModelKind::kMarkedOddMlp, 3, dtype, Gathering::kOnDemand);
+    run_case(checks, comm, ModelKind::kTransformer, 3, dtype);
+  }
   return checks.exit_code();
 }
 

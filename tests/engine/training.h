@@ -83,12 +83,29 @@ struct OddMlp : TestModel {
   std::vector<int64_t> output_shape(int64_t b) const override { return {b, 5}; }
 };
 
-enum class ModelKind { kMlp, kTransformer, kOddMlp };
+/// OddMlp with every layer marked as a unit (zerotrain::Unit), so that stage
+/// 3 gathers and releases each one around its forward and backward.
+struct MarkedOddMlp : TestModel {
+  zerotrain::Unit<torch::nn::Linear> l1{nullptr}, l2{nullptr}, l3{nullptr};
+  MarkedOddMlp() {
+    l1 = register_module("l1", zerotrain::Unit<torch::nn::Linear>(7, 13));
+    l2 = register_module("l2", zerotrain::Unit<torch::nn::Linear>(13, 11));
+    l3 = register_module("l3", zerotrain::Unit<torch::nn::Linear>(11, 5));
+  }
+  at::Tensor forward(const at::Tensor& x) override {
+    return l3->forward(torch::tanh(l2->forward(torch::tanh(l1->forward(x)))));
+  }
+  std::vector<int64_t> input_shape(int64_t b) const override { return {b, 7}; }
+  std::vector<int64_t> output_shape(int64_t b) const override { return {b, 5}; }
+};
+
+enum class ModelKind { kMlp, kTransformer, kOddMlp, kMarkedOddMlp };
 inline const char* to_string(ModelKind k) {
   switch (k) {
     case ModelKind::kMlp: return "mlp";
     case ModelKind::kTransformer: return "transformer";
     case ModelKind::kOddMlp: return "odd-mlp";
+    case ModelKind::kMarkedOddMlp: return "marked-odd-mlp";
   }
   return "?";
 }
@@ -100,6 +117,7 @@ inline std::shared_ptr<TestModel> make_model(ModelKind kind, uint64_t seed = 7) 
     case ModelKind::kMlp: return std::make_shared<Mlp>();
     case ModelKind::kTransformer: return std::make_shared<TransformerBlock>();
     case ModelKind::kOddMlp: return std::make_shared<OddMlp>();
+    case ModelKind::kMarkedOddMlp: return std::make_shared<MarkedOddMlp>();
   }
   return nullptr;
 }
