@@ -7,6 +7,8 @@
 #include "checkpoint/reader.h"
 #include "checkpoint/safetensors.h"
 
+#include <zerotrain/engine.h>
+
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
 
@@ -104,6 +106,15 @@ inline std::string error_of(const std::function<void()>& fn) {
 inline std::map<std::string, at::Tensor> snapshot(const torch::nn::Module& m) {
   std::map<std::string, at::Tensor> out;
   for (const auto& p : m.named_parameters()) out.emplace(p.key(), p.value().detach().clone());
+  return out;
+}
+
+/// A copy of every parameter of `m`, trained by `engine`: at stage 3 the
+/// units are gathered for the copy (collective).
+inline std::map<std::string, at::Tensor> snapshot(Engine& engine, const torch::nn::Module& m) {
+  GatheredParameters full = engine.gathered_parameters();
+  std::map<std::string, at::Tensor> out = snapshot(m);
+  full.close();
   return out;
 }
 

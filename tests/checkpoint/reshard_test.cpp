@@ -38,12 +38,16 @@ Config case_config(int stage, const std::string& dtype, int world) {
   return test_config(stage, dtype, kGlobalBatch / world, 1, 0.0);
 }
 
+// Odd sizes (every unit padded differently at each world size), each layer a
+// unit that stage 3 gathers and releases.
+constexpr ModelKind kModel = ModelKind::kMarkedOddMlp;
+
 // Phase 1 of a job: train kSaveAt steps from the reference's initial weights, save "saved".
 ZT_WORKER(ckpt_save_phase) {
   auto comm = init_distributed();
   const int stage = std::stoi(env("CKPT_STAGE"));
   const std::string dtype = env("CKPT_DTYPE"), dir = env("CKPT_DIR");
-  auto model = make_model(ModelKind::kMlp);
+  auto model = make_model(kModel);
   const Data data = make_data(*model, kSteps, kGlobalBatch);
   InitOptions io;
   io.communicator = comm;
@@ -63,7 +67,7 @@ ZT_WORKER(ckpt_load_phase) {
   const int stage = std::stoi(env("CKPT_STAGE"));
   const std::string dtype = env("CKPT_DTYPE"), dir = env("CKPT_DIR");
   const int n = comm->world_size();
-  auto model = make_model(ModelKind::kMlp, /*seed=*/1234);
+  auto model = make_model(kModel, /*seed=*/1234);
   const Data data = make_data(*model, kSteps, kGlobalBatch);
   InitOptions io;
   io.communicator = comm;
@@ -87,9 +91,9 @@ ZT_WORKER(ckpt_load_phase) {
   }
   for (int s = kSaveAt; s < kSteps; ++s) engine_step(e, *model, data, s, kGlobalBatch / n);
   if (dtype == "fp32") {
-    auto reference = make_model(ModelKind::kMlp);
+    auto reference = make_model(kModel);
     reference_train(*reference, config, data, kSteps);
-    const auto got = snapshot(*model);
+    const auto got = snapshot(e, *model);
     for (const auto& item : reference->named_parameters())
       checks.elementwise(got.at(item.key()), item.value(), 1e-5, 1e-6, "after resume: " + item.key());
   }
@@ -102,25 +106,27 @@ ZT_WORKER(ckpt_resume_two_ranks) {
   auto comm = init_distributed();
   RankChecks checks(comm->rank());
   const std::string dir = env("CKPT_DIR");
-  for (int stage : {0, 1, 2})
+  for (int stage : {0, 1, 2, 3})
     for (const char* dtype : {"fp32", "bf16", "fp16"}) {
       const std::string what = "stage " + std::to_string(stage) + " " + dtype;
       const std::string sub = checkpoint::join_path(dir, std::to_string(stage) + dtype);
       const Config config = test_config(stage, dtype, 2, 2, 1.0);
       InitOptions io;
       io.communicator = comm;
-      auto ma = make_model(ModelKind::kTransformer);
+      // Stage 3 on marked layers, so that units are released between steps and around the save.
+      const ModelKind kind = stage == 3 ? ModelKind::kMarkedOddMlp : ModelKind::kTransformer;
+      auto ma = make_model(kind);
       const Data data = make_data(*ma, kSteps, 2 * 2 * comm->world_size());
       Engine a = initialize(ma, config, io);
       for (int s = 0; s < kSteps; ++s) {
         if (s == kSaveAt) a.save_checkpoint(sub);
         engine_step(a, *ma, data, s, 2);
       }
-      auto mb = make_model(ModelKind::kTransformer, 99);
+      auto mb = make_model(kind, 99);
       Engine b = initialize(mb, config, io);
       b.load_checkpoint(sub);
       for (int s = kSaveAt; s < kSteps; ++s) engine_step(b, *mb, data, s, 2);
-      const auto pa = snapshot(*ma), pb = snapshot(*mb);
+      const auto pa = snapshot(a, *ma), pb = snapshot(b, *mb);
       for (const auto& [name, t] : pa) checks.require(same_bits(t, pb.at(name)), what + ": " + name);
       checks.require(a.loss_scale() == b.loss_scale() && a.global_steps() == b.global_steps(),
                      what + ": counters");
@@ -144,7 +150,7 @@ TEST(Checkpoint, ResumesBitwiseOnTwoRanksEveryStageAndDtype) {
   RankJob job;
   job.world_size = 2;
   job.worker = "ckpt_resume_two_ranks";
-  job.timeout = std::chrono::seconds(200);
+  job.timeout = std::chrono::seconds(260);
   job.env = {{"CKPT_DIR", dir.path()}};
   EXPECT_TRUE(all_ranks_succeeded(run_ranks(job)));
 }
@@ -188,7 +194,8 @@ struct Reshard {
 
 TEST(Checkpoint, LoadsOntoAnotherWorldSizeAndStage) {
   for (const Reshard r : {Reshard{2, 2, 4, 1, "fp32"}, Reshard{4, 1, 1, 2, "fp32"}, Reshard{1, 0, 2, 2, "fp32"},
-                          Reshard{2, 2, 2, 0, "fp32"}, Reshard{2, 2, 4, 2, "bf16"}}) {
+                          Reshard{2, 2, 2, 0, "fp32"}, Reshard{2, 2, 4, 2, "bf16"}, Reshard{2, 3, 4, 1, "fp32"},
+                          Reshard{1, 0, 2, 3, "fp32"}, Reshard{4, 3, 2, 3, "bf16"}}) {
     SCOPED_TRACE("N=" + std::to_string(r.from_world) + " stage " + std::to_string(r.from_stage) + " -> N=" +
                  std::to_string(r.to_world) + " stage " + std::to_string(r.to_stage) + " " + r.dtype);
     TempDir dir;
@@ -243,6 +250,65 @@ TEST(Checkpoint, ExportsConsolidatedWeightsThatPythonReads) {
                          dir.path();
   ASSERT_FALSE(std::string(ZEROTRAIN_PYTHON).empty()) << "no Python with torch and safetensors was found";
   EXPECT_EQ(std::system(py.c_str()), 0) << py;
+}
+
+// save_16bit_model at stage 3 on 2 ranks: the ranks gather one unit at a
+// time (seen through the engine's events) and rank 0 writes exactly what the
+// export of a checkpoint of the same step holds. Without
+// stage3_gather_16bit_weights_on_model_save it is refused, as DeepSpeed does.
+// What this catches: a file written from released (or rank-local) storage,
+// every unit gathered at once, or units left gathered after the save.
+ZT_WORKER(ckpt_stage3_model_file) {
+  auto comm = init_distributed();
+  RankChecks checks(comm->rank());
+  const std::string dir = env("CKPT_DIR");
+  auto model = make_model(kModel);
+  const Data data = make_data(*model, 2, kGlobalBatch);
+  InitOptions io;
+  io.communicator = comm;
+  bool saving = false;
+  int live = 0, most = 0;
+  io.observer = [&](const EngineEvent& ev) {
+    if (!saving) return;
+    if (ev.kind == EngineEvent::Kind::kGatherDone) most = std::max(most, ++live);
+    if (ev.kind == EngineEvent::Kind::kReleased) --live;
+  };
+  Engine e = initialize(model, case_config(3, "fp32", comm->world_size()), io);
+  for (int s = 0; s < 2; ++s) engine_step(e, *model, data, s, kGlobalBatch / comm->world_size());
+  e.save_checkpoint(dir, "saved");
+  saving = true;
+  e.save_16bit_model(dir, "live.safetensors");
+  saving = false;
+  checks.require(most == 1, "units gathered at once while saving: " + std::to_string(most));
+  checks.require(live == 0, "units left gathered after the save: " + std::to_string(live));
+
+  auto other = make_model(kModel);
+  Engine refused = initialize(other, test_config(3, "fp32", kGlobalBatch / comm->world_size(), 1, 0.0,
+                                                 [](nlohmann::json& j) {
+                                                   j["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] =
+                                                       false;
+                                                 }),
+                              io);
+  const std::string err = error_of([&] { refused.save_16bit_model(dir, "refused.safetensors"); });
+  checks.require(err.find("stage3_gather_16bit_weights_on_model_save") != std::string::npos, "refused: " + err);
+  return checks.exit_code();
+}
+
+TEST(Checkpoint, SavesTheModelFileAtStage3OneUnitAtATime) {
+  TempDir dir;
+  RankJob job;
+  job.world_size = 2;
+  job.worker = "ckpt_stage3_model_file";
+  job.timeout = std::chrono::seconds(60);
+  job.env = {{"CKPT_DIR", dir.path()}};
+  ASSERT_TRUE(all_ranks_succeeded(run_ranks(job)));
+  export_checkpoint(dir.path(), dir / "export.safetensors", ExportOptions{});
+  const auto live = read_safetensors(dir / "live.safetensors");
+  const auto exported = read_safetensors(dir / "export.safetensors");
+  ASSERT_EQ(live.size(), 6u);
+  ASSERT_EQ(exported.size(), live.size());
+  for (const auto& [name, t] : live) EXPECT_TRUE(same_bits(t, exported.at(name))) << name;
+  EXPECT_FALSE(checkpoint::path_exists(dir / "refused.safetensors"));
 }
 
 // ---- Killed saves -------------------------------------------------------------

@@ -1,4 +1,4 @@
-// Engine checkpoints on one process: bit-for-bit resume for stages 0-2 in
+// Engine checkpoints on one process: bit-for-bit resume for stages 0-3 in
 // fp32/bf16/fp16, RNG and client state, module-only loads, and every kind of
 // damaged checkpoint rejected with the file named and the engine untouched.
 
@@ -74,7 +74,7 @@ void check_resume(int stage, const std::string& dtype, ModelKind kind) {
   EXPECT_EQ(a.skipped_steps(), b.skipped_steps());
   EXPECT_EQ(a.loss_scale(), b.loss_scale());
   EXPECT_EQ(a.lr(), b.lr());
-  const auto pa = snapshot(*model_a), pb = snapshot(*model_b);
+  const auto pa = snapshot(a, *model_a), pb = snapshot(b, *model_b);
   for (const auto& [name, t] : pa) EXPECT_TRUE(same_bits(t, pb.at(name))) << name;
   // And the optimizer state: save both and compare every piece.
   a.save_checkpoint(dir.path(), "a_end");
@@ -89,6 +89,10 @@ TEST(Resume, BitwiseOnOneRankEveryStageAndDtype) {
   for (int stage : {0, 1, 2})
     for (const char* dtype : {"fp32", "bf16", "fp16"}) check_resume(stage, dtype, ModelKind::kMlp);
   check_resume(2, "bf16", ModelKind::kTransformer);
+  // Stage 3: units gathered and released around every forward and backward
+  // (the marked model), and units that stay gathered (the plain MLP's).
+  for (const char* dtype : {"fp32", "bf16", "fp16"}) check_resume(3, dtype, ModelKind::kMarkedOddMlp);
+  check_resume(3, "bf16", ModelKind::kMlp);
 }
 
 TEST(Resume, NoLatestMeansNothingToLoad) {

@@ -158,6 +158,9 @@ inline Config test_config(int stage, const std::string& dtype, int64_t micro, in
   j["zero_optimization"]["reduce_bucket_size"] = 300;  // several units per model
   j["zero_optimization"]["allgather_bucket_size"] = 700;
   if (dtype == "fp16") j["fp16"]["initial_scale_power"] = 10;
+  // Stage 3: the test models' units are far below the default persistence
+  // threshold; with 0 every marked unit is gathered and released.
+  if (stage == 3) j["zero_optimization"]["stage3_param_persistence_threshold"] = 0;
   if (edit) edit(j);
   return Config::from_json(j);
 }
