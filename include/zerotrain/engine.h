@@ -156,7 +156,10 @@ class NoSyncGuard {
 
 /// Full parameters while alive, at any stage (DeepSpeed's
 /// zero.GatheredParameters): at stage 3 the units holding them are gathered
-/// on construction and released again when the scope ends. With a modifier
+/// on construction, stay gathered through any forward run inside the scope
+/// (evaluation), and are released again when the scope ends; scopes may nest.
+/// Without a modifier rank, changes to the parameters at stage 3 are lost
+/// when the scope ends (the shards are kept). With a modifier
 /// rank, what that rank wrote into the parameters is broadcast to every rank
 /// and becomes the new parameters and fp32 master weights. Collective: every
 /// rank creates and ends it, between steps. End it with close() to see a
@@ -170,11 +173,9 @@ class GatheredParameters {
 
  private:
   friend class Engine;
-  GatheredParameters(detail::EngineImpl* state, std::vector<int> units, std::vector<int> gathered_here,
-                     std::optional<int> modifier_rank);
+  GatheredParameters(detail::EngineImpl* state, std::vector<int> units, std::optional<int> modifier_rank);
   detail::EngineImpl* state_;
-  std::vector<int> units_;          // the units the parameters are in
-  std::vector<int> gathered_here_;  // the ones this scope gathered (released again at the end)
+  std::vector<int> units_;  // the units the parameters are in, held gathered while the scope lives
   std::optional<int> modifier_rank_;
 };
 

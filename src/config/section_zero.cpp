@@ -112,6 +112,11 @@ void parse_zero(ObjectReader& root, Sections& out) {
   c.reduce_bucket_size = z.get_int("reduce_bucket_size", 500'000'000, non_negative);
   c.allgather_bucket_size = z.get_int("allgather_bucket_size", 500'000'000, non_negative);
   check_even_allgather(ctx, z.path_of("allgather_bucket_size"), c.allgather_bucket_size);
+  if (c.stage == 3 && z.has("allgather_bucket_size")) {
+    ctx.warn(z.path_of("allgather_bucket_size"),
+             "has no effect at stage 3: each unit's parameters are gathered by one all-gather of their own "
+             "(stage3_prefetch_bucket_size bounds how many are gathered ahead)");
+  }
   // DeepSpeed's None: on for stage 3 only.
   const json* overlap = z.raw("overlap_comm");
   c.overlap_comm = (overlap == nullptr || overlap->is_null()) ? c.stage == 3 : z.get_bool("overlap_comm", false);

@@ -76,20 +76,16 @@ GatheredParameters Engine::gathered_parameters(const std::vector<std::string>& n
     std::sort(units.begin(), units.end());
     units.erase(std::unique(units.begin(), units.end()), units.end());
   }
-  std::vector<int> gathered_here;
-  for (int u : units)
-    if (core.units()[static_cast<size_t>(u)].param_state() == zero::ParamState::kSharded) gathered_here.push_back(u);
-  core.gather(units);  // every rank, the same list: a no-op below stage 3
-  return GatheredParameters(state_.get(), std::move(units), std::move(gathered_here), modifier_rank);
+  core.gather(units);  // every rank, the same list: held gathered at stage 3, a no-op below
+  return GatheredParameters(state_.get(), std::move(units), modifier_rank);
 }
 
 GatheredParameters::GatheredParameters(detail::EngineImpl* state, std::vector<int> units,
-                                       std::vector<int> gathered_here, std::optional<int> modifier_rank)
-    : state_(state), units_(std::move(units)), gathered_here_(std::move(gathered_here)), modifier_rank_(modifier_rank) {}
+                                       std::optional<int> modifier_rank)
+    : state_(state), units_(std::move(units)), modifier_rank_(modifier_rank) {}
 
 GatheredParameters::GatheredParameters(GatheredParameters&& o) noexcept
-    : state_(o.state_), units_(std::move(o.units_)), gathered_here_(std::move(o.gathered_here_)),
-      modifier_rank_(o.modifier_rank_) {
+    : state_(o.state_), units_(std::move(o.units_)), modifier_rank_(o.modifier_rank_) {
   o.state_ = nullptr;
 }
 
@@ -98,7 +94,7 @@ void GatheredParameters::close() {
   detail::EngineImpl* s = state_;
   state_ = nullptr;
   if (modifier_rank_) s->core->adopt_full_values(units_, *modifier_rank_);
-  s->core->release(gathered_here_);
+  s->core->release(units_);
 }
 
 GatheredParameters::~GatheredParameters() {

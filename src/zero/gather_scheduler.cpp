@@ -6,6 +6,7 @@
 #include "comm/gather_values.h"
 
 #include <ATen/record_function.h>
+#include <c10/core/GradMode.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
@@ -25,6 +26,7 @@ GatherScheduler::GatherScheduler(std::vector<FlatUnit>& units, const OwnedState&
   persistent_.assign(units_.size(), 0);
   observed_.assign(units_.size(), 0);
   keep_.assign(units_.size(), 0);
+  holds_.assign(units_.size(), 0);
   in_flight_of_.assign(units_.size(), -1);
   int64_t persisted = 0;
   for (size_t u = 0; u < units_.size(); ++u) {
@@ -53,22 +55,29 @@ void GatherScheduler::set_order(Pass pass, std::vector<int> order) {
 
 std::vector<int64_t> GatherScheduler::request_for(int u, Pass pass) {
   std::vector<int64_t> req(static_cast<size_t>(slots_), -1);
-  req[0] = u;
+  const auto present = [&](int v) {
+    return units_[static_cast<size_t>(v)].param_state() != ParamState::kSharded ||
+           in_flight_of_[static_cast<size_t>(v)] >= 0;
+  };
+  if (!present(u)) req[0] = u;
   auto it = order_.find(pass);
   if (diverged_ || it == order_.end()) return req;
   const std::vector<int>& order = it->second;
-  size_t& pos = position_[pass];
+  const size_t pos = position_[pass];
   if (pos == SIZE_MAX) return req;  // off the recorded order: no prefetch
-  int64_t budget = 0, live = live_numel();
+  // Note [Prefetch is a sliding window]: the units after `u` in the order that
+  // are already gathered or in flight count against the bucket.
+  // What is gathered, with `u` when it is about to be.
+  int64_t window = 0, live = live_numel() + (req[0] >= 0 ? units_[static_cast<size_t>(u)].layout().flat.padded_numel() : 0);
   size_t slot = 1;
   for (size_t k = pos; k < order.size() && slot < req.size(); ++k) {
     const int v = order[k];
-    const FlatUnit& U = units_[static_cast<size_t>(v)];
-    if (v == u || persistent(v) || U.param_state() != ParamState::kSharded || in_flight_of_[static_cast<size_t>(v)] >= 0)
-      continue;
-    const int64_t numel = U.layout().flat.padded_numel();
-    if (budget + numel > plan_.prefetch_bucket_numel || live + numel > plan_.max_live_numel) break;
-    budget += numel;
+    if (v == u || persistent(v)) continue;
+    const int64_t numel = units_[static_cast<size_t>(v)].layout().flat.padded_numel();
+    if (window + numel > plan_.prefetch_bucket_numel) break;
+    window += numel;
+    if (present(v)) continue;
+    if (live + numel > plan_.max_live_numel) break;
     live += numel;
     req[slot++] = v;
   }
@@ -90,10 +99,11 @@ void GatherScheduler::need(int u, Pass pass) {
       pos = SIZE_MAX;
     }
   }
-  const FlatUnit& U = units_[static_cast<size_t>(u)];
-  if (U.param_state() == ParamState::kGathered) return;
-  if (in_flight_of_[static_cast<size_t>(u)] < 0) round(request_for(u, pass));
-  wait(u);
+  // A round when this rank needs `u` or has room to prefetch: in the recorded
+  // order every rank is in the same state here, so all of them join it.
+  const std::vector<int64_t> req = request_for(u, pass);
+  if (std::any_of(req.begin(), req.end(), [](int64_t v) { return v >= 0; })) round(req);
+  if (units_[static_cast<size_t>(u)].param_state() != ParamState::kGathered) wait(u);
 }
 
 void GatherScheduler::round(const std::vector<int64_t>& request) {
@@ -116,7 +126,7 @@ void GatherScheduler::round(const std::vector<int64_t>& request) {
       for (size_t r = 0; r < all.size() / n; ++r) {
         const int64_t v = all[r * n];
         s << (r ? ", " : "") << "rank " << r << ": "
-          << (v >= 0 ? "unit '" + units_[static_cast<size_t>(v)].name() + "'" : std::string("nothing (pass done)"));
+          << (v >= 0 ? "unit '" + units_[static_cast<size_t>(v)].name() + "'" : std::string("no unit"));
       }
       std::cerr << "zerotrain: stage 3: the ranks did not ask for the same units (" << s.str()
                 << "); their control flow differs, or differs from the order recorded at the first step. Units "
@@ -131,29 +141,18 @@ void GatherScheduler::round(const std::vector<int64_t>& request) {
 }
 
 void GatherScheduler::issue(const std::vector<int>& sorted_units) {
-  size_t k = 0;
-  while (k < sorted_units.size()) {
+  // One all-gather per unit, straight into its flat buffer (Note [Gather
+  // each unit into its own buffer]).
+  for (int u : sorted_units) {
+    if (in_flight_of_[static_cast<size_t>(u)] >= 0) wait(u);  // every rank issues the union, whatever it holds
+    FlatUnit& U = units_[static_cast<size_t>(u)];
+    U.begin_gather();
     InFlight flight;
-    std::vector<at::Tensor> outs, ins;
-    int64_t total = 0;
-    do {
-      const int u = sorted_units[k++];
-      if (in_flight_of_[static_cast<size_t>(u)] >= 0) wait(u);  // every rank issues the union, whatever it holds
-      FlatUnit& U = units_[static_cast<size_t>(u)];
-      U.begin_gather();
-      outs.push_back(U.flat_params());
-      ins.push_back(owned_.owned_params(u));
-      flight.units.push_back(u);
-      total += U.layout().flat.padded_numel();
-    } while (k < sorted_units.size() &&
-             total + units_[static_cast<size_t>(sorted_units[k])].layout().flat.padded_numel() <=
-                 plan_.allgather_bucket_numel);
-    flight.handle = outs.size() == 1 ? comm_.all_gather(outs[0], ins[0]) : comm_.all_gather_coalesced(outs, ins);
+    flight.units = {u};
+    flight.handle = comm_.all_gather(U.flat_params(), owned_.owned_params(u));
     const int64_t key = next_flight_++;
-    for (int u : flight.units) {
-      in_flight_of_[static_cast<size_t>(u)] = key;
-      if (events_) events_(EngineEvent::Kind::kGatherLaunched, u);
-    }
+    in_flight_of_[static_cast<size_t>(u)] = key;
+    if (events_) events_(EngineEvent::Kind::kGatherLaunched, u);
     flights_.emplace(key, std::move(flight));
   }
 }
@@ -177,7 +176,9 @@ void GatherScheduler::wait_all() {
 
 void GatherScheduler::release(int u) {
   FlatUnit& U = units_[static_cast<size_t>(u)];
-  if (U.param_state() != ParamState::kGathered || persistent(u) || !observed_[static_cast<size_t>(u)]) return;
+  if (U.param_state() != ParamState::kGathered || persistent(u) || !observed_[static_cast<size_t>(u)] ||
+      holds_[static_cast<size_t>(u)] > 0)
+    return;
   U.release();
   if (events_) events_(EngineEvent::Kind::kReleased, u);
 }
@@ -201,7 +202,9 @@ bool GatherScheduler::reused_soon(int u) const {
 
 void GatherScheduler::done_with(int u, Pass pass) {
   if (diverged_ || persistent(u)) return;
-  if (pass == Pass::kForward && reused_soon(u) && live_numel() <= plan_.max_live_numel) {
+  // Kept for reuse only when a backward follows (not in evaluation).
+  if (pass == Pass::kForward && at::GradMode::is_enabled() && reused_soon(u) &&
+      live_numel() <= plan_.max_live_numel) {
     keep_[static_cast<size_t>(u)] = 1;
     return;
   }
@@ -241,9 +244,17 @@ void GatherScheduler::gather_now(const std::vector<int>& units) {
   wait_all();
 }
 
-void GatherScheduler::release_units(const std::vector<int>& units) {
+void GatherScheduler::gather_and_hold(const std::vector<int>& units) {
+  gather_now(units);
+  for (int u : units) ++holds_.at(static_cast<size_t>(u));
+}
+
+void GatherScheduler::release_held(const std::vector<int>& units) {
   wait_all();
   for (int u : units) {
+    int& holds = holds_.at(static_cast<size_t>(u));
+    TORCH_INTERNAL_ASSERT(holds > 0, "unit '", units_[static_cast<size_t>(u)].name(), "' released more often than held");
+    if (--holds > 0) continue;
     FlatUnit& U = units_[static_cast<size_t>(u)];
     if (persistent(u) || U.param_state() != ParamState::kGathered) continue;
     U.release();

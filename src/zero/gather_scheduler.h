@@ -23,6 +23,24 @@
 // prefetch window. Never a hang, never a wrong value: at worst a pass keeps
 // more units gathered than it needed.
 //
+// Note [Prefetch is a sliding window]
+// Along the recorded order, the units after the one running that are
+// gathered or in flight, plus those a round may request, stay within
+// stage3_prefetch_bucket_size elements (and everything gathered within
+// stage3_max_live_parameters). Each time a unit starts, the window slides:
+// the units that now fit are requested, so one unit's gather is in flight
+// while the previous one computes. In the recorded order every rank is in the
+// same state at each trigger, so every rank joins the same rounds; a rank
+// off the order asks for no prefetch, and its rounds show the divergence.
+//
+// Note [Gather each unit into its own buffer]
+// Every unit is gathered by one all-gather of its own, written straight into
+// its flat buffer: no packing buffer and no unpacking copy, so the memory a
+// gather needs is the unit's (allgather_bucket_size, which coalesces the
+// gathers of stages 1-2, has no effect here, as in DeepSpeed). Gloo stages an
+// all-gather's output in a buffer of the same size before copying it out;
+// NCCL writes in place.
+//
 // Note [Persistent units]
 // A unit stays gathered for the whole run when it is small
 // (stage3_param_persistence_threshold, counted per unit: a unit is gathered
@@ -57,7 +75,6 @@ struct GatherPlan {
   int64_t max_reuse_distance = 1'000'000'000;
   int64_t persistence_threshold = 100'000;
   int64_t model_persistence_threshold = INT64_MAX;
-  int64_t allgather_bucket_numel = 500'000'000;  // coalescing of one round's gathers
 };
 
 enum class Pass { kForward, kBackward };
@@ -93,9 +110,13 @@ class GatherScheduler {
   void set_order(Pass pass, std::vector<int> order);
   /// All ranks at once (outside passes): gathers `units` now, whatever their state.
   void gather_now(const std::vector<int>& units);
-  /// All ranks at once: releases `units` (those not persistent), whether
-  /// their triggers were seen or not (the end of a gathered_parameters scope).
-  void release_units(const std::vector<int>& units);
+  /// All ranks at once: gathers `units` now and holds them gathered, through
+  /// any forward or backward, until as many release_held() calls name them
+  /// (gathered_parameters scopes, which may nest, and save_16bit_model).
+  void gather_and_hold(const std::vector<int>& units);
+  /// Ends one hold of each of `units`; those no longer held and not
+  /// persistent are released, whether their triggers were seen or not.
+  void release_held(const std::vector<int>& units);
   /// All ranks at once (after a step or a load): the units any rank holds
   /// gathered are gathered again on every rank from the updated shards (one
   /// small all-gather of which units those are, then their gathers).
@@ -125,6 +146,7 @@ class GatherScheduler {
   std::vector<char> persistent_;
   std::vector<char> observed_;  // its before-forward trigger has fired
   std::vector<char> keep_;      // kept after forward for reuse in backward
+  std::vector<int> holds_;      // gather_and_hold() calls not yet released
   int slots_ = 1;  // per rank per round: the unit needed and the prefetch candidates
 
   std::map<Pass, std::vector<int>> order_;

@@ -76,9 +76,7 @@ ShardedModel::ShardedModel(ModelSpec spec, const CorePlan& plan, Communicator& r
   if (policy_.parameters) {
     std::vector<bool> triggers;
     for (const UnitSpec& u : spec_.units) triggers.push_back(u.has_triggers);
-    GatherPlan gp = plan.gather;
-    gp.allgather_bucket_numel = plan.allgather_bucket_numel;
-    scheduler_ = std::make_unique<GatherScheduler>(units_, *owned_, gather_comm_, gp, triggers,
+    scheduler_ = std::make_unique<GatherScheduler>(units_, *owned_, gather_comm_, plan.gather, triggers,
                                                    [this](EngineEvent::Kind kind, int unit) { emit(kind, unit, -1, 0); });
   }
   for (const OptimizerGroupSpec& g : spec_.groups)
@@ -233,7 +231,7 @@ void ShardedModel::update(OptimizerKind kind, const std::function<optim::StepHyp
 
 void ShardedModel::gather(const std::vector<int>& units) {
   if (!layout_.sharded()) return;
-  if (scheduler_) return scheduler_->gather_now(units);
+  if (scheduler_) return scheduler_->gather_and_hold(units);
   gather_units(units_, units, *owned_, gather_comm_, allgather_bucket_numel_,
                [this](EngineEvent::Kind kind, int unit) { emit(kind, unit, -1, 0); });
 }
@@ -265,7 +263,7 @@ void ShardedModel::adopt_full_values(const std::vector<int>& units, int root) {
 }
 
 void ShardedModel::release(const std::vector<int>& units) {
-  if (scheduler_) scheduler_->release_units(units);
+  if (scheduler_) scheduler_->release_held(units);
 }
 
 void ShardedModel::zero_grads() {

@@ -90,13 +90,16 @@ class ShardedModel final : public UnitTriggers {
   /// the units held gathered (persistent ones, and any still gathered on
   /// some rank), from the updated shards.
   void gather_params();
-  /// Collective: the given units gathered now (on the gather channel).
+  /// Collective: the given units gathered now (on the gather channel); at
+  /// stage 3 they stay gathered, through forwards and backwards, until
+  /// release() names them as often.
   void gather(const std::vector<int>& units);
   /// Collective: `units` (gathered) take rank `root`'s full parameters, as
   /// parameters and fp32 master weights on every rank (a gathered_parameters
   /// scope with a modifier rank).
   void adopt_full_values(const std::vector<int>& units, int root);
-  /// Collective, stage 3: `units` released again (a no-op below stage 3).
+  /// Collective, stage 3: ends one gather() of `units`; those no longer held
+  /// are released (a no-op below stage 3).
   void release(const std::vector<int>& units);
   /// Zeroes every gradient the core keeps; the gradient state becomes clean.
   void zero_grads();

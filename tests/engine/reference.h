@@ -24,10 +24,10 @@ class ReferenceTrainer {
       : config_(config), world_(world_size), micro_(micro), model_(make_model(kind)) {
     dtype_ = model_dtype(config);
     model_->to(dtype_);
-    for (const auto& item : model_->named_parameters()) {
-      master_[item.key()] = item.value().detach().to(at::kDouble);
-      m_[item.key()] = torch::zeros_like(master_[item.key()]);
-      v_[item.key()] = torch::zeros_like(master_[item.key()]);
+    for (const auto& [name, t] : unique_parameters(*model_)) {
+      master_[name] = t.detach().to(at::kDouble);
+      m_[name] = torch::zeros_like(master_[name]);
+      v_[name] = torch::zeros_like(master_[name]);
     }
     if (config.fp16().enabled) scale_ = std::pow(2.0, static_cast<double>(config.fp16().initial_scale_power));
   }
@@ -39,7 +39,7 @@ class ReferenceTrainer {
     const int stage = config_.zero().stage;
     const double factor = scale_ / static_cast<double>(gas);
     // The model holds the master weights rounded as the engine rounds them (fp32, then the model dtype).
-    for (auto& item : model_->named_parameters()) item.value().copy_(master_[item.key()].to(at::kFloat));
+    for (auto& [name, t] : unique_parameters(*model_)) t.copy_(master_[name].to(at::kFloat));
     const double n = world_;
     std::map<std::string, at::Tensor> reduced;  // what the optimizer reads, in the model dtype (as fp64)
     const auto backward = [&](int r, int k) {
@@ -48,7 +48,10 @@ class ReferenceTrainer {
       torch::AutoGradMode on(true);
       (torch::mse_loss(model_->forward(x).to(at::kFloat), y) * factor).backward();
     };
-    const auto fp32 = [](const at::Tensor& t) { return t.to(at::kFloat).to(at::kDouble); };
+    // A parameter a micro-batch did not use (a skipped unit) has a zero gradient.
+    const auto grad_fp32 = [](const at::Tensor& p) {
+      return p.grad().defined() ? p.grad().to(at::kFloat).to(at::kDouble) : torch::zeros_like(p, at::kDouble);
+    };
     if (stage >= 2) {
       // Every micro-batch is reduced (pre-scaled by 1/N in the fp32 bucket)
       // and added to the model-dtype gradient shard.
@@ -58,9 +61,9 @@ class ReferenceTrainer {
         for (int r = 0; r < world_; ++r) {
           model_->zero_grad();
           backward(r, static_cast<int>(k));
-          for (const auto& item : model_->named_parameters()) {
-            at::Tensor g = fp32(item.value().grad()) * (1.0 / n);
-            sum[item.key()] = sum.count(item.key()) ? sum[item.key()] + g : g;
+          for (const auto& [name, t] : unique_parameters(*model_)) {
+            at::Tensor g = grad_fp32(t) * (1.0 / n);
+            sum[name] = sum.count(name) ? sum[name] + g : g;
           }
         }
         for (auto& [name, total] : sum) {
@@ -79,9 +82,9 @@ class ReferenceTrainer {
       for (int r = 0; r < world_; ++r) {
         model_->zero_grad();
         for (int64_t k = 0; k < gas; ++k) backward(r, static_cast<int>(k));
-        for (const auto& item : model_->named_parameters()) {
-          at::Tensor g = fp32(item.value().grad()) * pre;
-          sum[item.key()] = sum.count(item.key()) ? sum[item.key()] + g : g;
+        for (const auto& [name, t] : unique_parameters(*model_)) {
+          at::Tensor g = grad_fp32(t) * pre;
+          sum[name] = sum.count(name) ? sum[name] + g : g;
         }
       }
       for (auto& [name, total] : sum) reduced[name] = (total.to(at::kFloat).to(dtype_) * post).to(at::kDouble);
@@ -127,7 +130,7 @@ class ReferenceTrainer {
   const at::Tensor& master(const std::string& name) const { return master_.at(name); }
   std::vector<std::string> names() const {
     std::vector<std::string> out;
-    for (const auto& item : model_->named_parameters()) out.push_back(item.key());
+    for (const auto& [name, t] : unique_parameters(*model_)) out.push_back(name);
     return out;
   }
 

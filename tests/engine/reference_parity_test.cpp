@@ -7,7 +7,10 @@
 // Stage 3 runs a model whose layers are marked units, gathered just in time
 // and released after their forward and backward (nothing persistent, nothing
 // kept for reuse), with and without prefetch, and the transformer block,
-// whose unmarked units stay gathered (Note [Persistent units]).
+// whose unmarked units stay gathered (Note [Persistent units]); in fp32, a
+// weight tied between two units, and a unit that data-dependent control flow
+// skips on some micro-batches and ranks (the ranks then ask for different
+// units: Note [Every gather is agreed in a request round]).
 //
 // What this suite catches (each was injected once and failed the suite):
 //  * the sum instead of the mean across ranks (N >= 2): the norm is N times
@@ -18,7 +21,11 @@
 //    whose gradients differ by the scale, and the master weights move away;
 //  * dropped weight decay: weight_decay 0.1 moves every weight by lr wd |p|
 //    per step, over the tolerance below (lr / 1000) wherever |p| > 0.01;
-//  * the learning rate off by 5%: 0.05 lr per step, fifty times the tolerance.
+//  * the learning rate off by 5%: 0.05 lr per step, fifty times the tolerance;
+//  * a tied weight taken as two parameters (the tied model fails at N = 1);
+//  * each rank gathering only the units it asked for when the ranks ask for
+//    different ones (the skipping model at N = 2: Gloo reports the
+//    mismatched collective).
 
 #include "engine/reference.h"
 #include "comm/worker_util.h"
@@ -76,6 +83,22 @@ void run_case(RankChecks& checks, const std::shared_ptr<Communicator>& comm, Mod
                            std::to_string(n);
   auto model = make_model(kind);
   const Data data = parity_data(*model, n);
+  if (kind == ModelKind::kSkippingMarkedMlp) {
+    // The data must skip the unit on some micro-batches and not others and,
+    // on several ranks, on some micro-batch of one rank and not of another.
+    int runs = 0, skips = 0, rank_splits = 0;
+    for (int s = 0; s < kSteps; ++s)
+      for (int k = 0; k < kGas; ++k) {
+        int here = 0;
+        for (int r = 0; r < n; ++r) here += SkippingMarkedMlp::runs_middle(rows(data.x[s], r, n, kMicro, k));
+        runs += here;
+        skips += n - here;
+        rank_splits += here > 0 && here < n;
+      }
+    checks.require(runs > 0 && skips > 0 && (n == 1 || rank_splits > 0),
+                   "the skipping model's data: runs " + std::to_string(runs) + ", skips " + std::to_string(skips) +
+                       ", micro-steps where ranks differ " + std::to_string(rank_splits));
+  }
   const Config config = parity_config(stage, dtype, clipping_between_steps(kind, stage, dtype, n, data), gathering);
   InitOptions options;
   options.communicator = comm;
@@ -97,7 +120,7 @@ void run_case(RankChecks& checks, const std::shared_ptr<Communicator>& comm, Mod
                        std::to_string(reference.next_loss_scale()));
     clipped += reference.clipped() ? 1 : 0;
   }
-  if (stage == 3 && kind == ModelKind::kMarkedOddMlp)
+  if (stage == 3 && kind != ModelKind::kTransformer && kind != ModelKind::kSkippingMarkedMlp)
     checks.require(released >= 3 * kGas * kSteps,
                    what + ": marked units released in every micro-step, released " + std::to_string(released) +
                        " times");
@@ -137,6 +160,10 @@ ZT_WORKER(reference_parity) {
     run_case(checks, comm, ModelKind::kMarkedOddMlp, 3, dtype, Gathering::kOnDemand);
     run_case(checks, comm, ModelKind::kTransformer, 3, dtype);
   }
+  run_case(checks, comm, ModelKind::kTiedMarkedMlp, 3, "fp32");
+  run_case(checks, comm, ModelKind::kSkippingMarkedMlp, 3, "fp32");
+  run_case(checks, comm, ModelKind::kSkippingMarkedMlp, 3, "fp32", Gathering::kOnDemand);
+  run_case(checks, comm, ModelKind::kSkippingMarkedMlp, 2, "fp32");
   return checks.exit_code();
 }
 

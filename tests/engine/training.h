@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <fstream>
 #include <functional>
 #include <iterator>
@@ -99,15 +100,81 @@ struct MarkedOddMlp : TestModel {
   std::vector<int64_t> output_shape(int64_t b) const override { return {b, 5}; }
 };
 
-enum class ModelKind { kMlp, kTransformer, kOddMlp, kMarkedOddMlp };
+/// A linear layer whose weight is given (a tied weight), with a bias of its own.
+struct SharedLinearImpl : torch::nn::Module {
+  at::Tensor weight, bias;
+  explicit SharedLinearImpl(const at::Tensor& shared_weight) {
+    weight = register_parameter("weight", shared_weight);
+    bias = register_parameter("bias", torch::zeros({shared_weight.size(0)}));
+  }
+  at::Tensor forward(const at::Tensor& x) { return torch::nn::functional::linear(x, weight, bias); }
+};
+TORCH_MODULE(SharedLinear);
+
+/// Marked layers 7 -> 9 -> 9 -> 9 -> 5 where the two 9 x 9 layers (two
+/// units) share one weight, registered in both as tied embeddings are: the
+/// weight gets the gradients of both uses and is one parameter to the
+/// optimizer.
+struct TiedMarkedMlp : TestModel {
+  zerotrain::Unit<torch::nn::Linear> l1{nullptr}, l2{nullptr}, l4{nullptr};
+  zerotrain::Unit<SharedLinear> l3{nullptr};
+  TiedMarkedMlp() {
+    l1 = register_module("l1", zerotrain::Unit<torch::nn::Linear>(7, 9));
+    l2 = register_module("l2", zerotrain::Unit<torch::nn::Linear>(9, 9));
+    l3 = register_module("l3", zerotrain::Unit<SharedLinear>(l2->weight));
+    l4 = register_module("l4", zerotrain::Unit<torch::nn::Linear>(9, 5));
+  }
+  at::Tensor forward(const at::Tensor& x) override {
+    const at::Tensor h = torch::tanh(l2->forward(torch::tanh(l1->forward(x))));
+    return l4->forward(torch::tanh(l3->forward(h)));
+  }
+  std::vector<int64_t> input_shape(int64_t b) const override { return {b, 7}; }
+  std::vector<int64_t> output_shape(int64_t b) const override { return {b, 5}; }
+};
+
+/// MarkedOddMlp whose middle layer runs only when the micro-batch's first
+/// input is positive: data-dependent control flow, so the layer's unit is
+/// skipped on some micro-batches, some steps and some ranks and not others.
+struct SkippingMarkedMlp : TestModel {
+  zerotrain::Unit<torch::nn::Linear> l1{nullptr}, l2{nullptr}, l3{nullptr};
+  SkippingMarkedMlp() {
+    l1 = register_module("l1", zerotrain::Unit<torch::nn::Linear>(7, 13));
+    l2 = register_module("l2", zerotrain::Unit<torch::nn::Linear>(13, 13));
+    l3 = register_module("l3", zerotrain::Unit<torch::nn::Linear>(13, 5));
+  }
+  static bool runs_middle(const at::Tensor& x) { return x.index({0, 0}).item<double>() > 0; }
+  at::Tensor forward(const at::Tensor& x) override {
+    at::Tensor h = torch::tanh(l1->forward(x));
+    if (runs_middle(x)) h = torch::tanh(l2->forward(h));
+    return l3->forward(h);
+  }
+  std::vector<int64_t> input_shape(int64_t b) const override { return {b, 7}; }
+  std::vector<int64_t> output_shape(int64_t b) const override { return {b, 5}; }
+};
+
+enum class ModelKind { kMlp, kTransformer, kOddMlp, kMarkedOddMlp, kTiedMarkedMlp, kSkippingMarkedMlp };
 inline const char* to_string(ModelKind k) {
   switch (k) {
     case ModelKind::kMlp: return "mlp";
     case ModelKind::kTransformer: return "transformer";
     case ModelKind::kOddMlp: return "odd-mlp";
     case ModelKind::kMarkedOddMlp: return "marked-odd-mlp";
+    case ModelKind::kTiedMarkedMlp: return "tied-marked-mlp";
+    case ModelKind::kSkippingMarkedMlp: return "skipping-marked-mlp";
   }
   return "?";
+}
+
+/// A module's parameters by name, each tensor once under its first name (as
+/// the engine takes them; LibTorch's named_parameters lists a tied weight
+/// under every name).
+inline std::vector<std::pair<std::string, at::Tensor>> unique_parameters(const torch::nn::Module& m) {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& item : m.named_parameters()) {
+    const bool seen = std::any_of(out.begin(), out.end(), [&](const auto& p) { return p.second.is_same(item.value()); });
+    if (!seen) out.emplace_back(item.key(), item.value());
+  }
+  return out;
 }
 
 /// The same initial weights on every call and every rank.
@@ -118,6 +185,8 @@ inline std::shared_ptr<TestModel> make_model(ModelKind kind, uint64_t seed = 7) 
     case ModelKind::kTransformer: return std::make_shared<TransformerBlock>();
     case ModelKind::kOddMlp: return std::make_shared<OddMlp>();
     case ModelKind::kMarkedOddMlp: return std::make_shared<MarkedOddMlp>();
+    case ModelKind::kTiedMarkedMlp: return std::make_shared<TiedMarkedMlp>();
+    case ModelKind::kSkippingMarkedMlp: return std::make_shared<SkippingMarkedMlp>();
   }
   return nullptr;
 }
@@ -156,7 +225,7 @@ inline Config test_config(int stage, const std::string& dtype, int64_t micro, in
   j["gradient_clipping"] = clipping;
   j["optimizer"]["params"]["lr"] = 2e-3;
   j["zero_optimization"]["reduce_bucket_size"] = 300;  // several units per model
-  j["zero_optimization"]["allgather_bucket_size"] = 700;
+  if (stage < 3) j["zero_optimization"]["allgather_bucket_size"] = 700;  // stage 3 gathers unit by unit
   if (dtype == "fp16") j["fp16"]["initial_scale_power"] = 10;
   // Stage 3: the test models' units are far below the default persistence
   // threshold; with 0 every marked unit is gathered and released.
@@ -217,7 +286,9 @@ inline void engine_step(Engine& e, TestModel& m, const Data& d, int step, int64_
 inline std::vector<double> reference_train(TestModel& m, const Config& c, const Data& d, int steps,
                                            const std::vector<int>& skip = {}) {
   const OptimizerConfig& o = *c.optimizer();
-  torch::optim::AdamW opt(m.parameters(), torch::optim::AdamWOptions(o.lr)
+  std::vector<at::Tensor> params;
+  for (const auto& [name, t] : unique_parameters(m)) params.push_back(t);
+  torch::optim::AdamW opt(params, torch::optim::AdamWOptions(o.lr)
                                               .betas({o.betas[0], o.betas[1]})
                                               .eps(o.eps)
                                               .weight_decay(o.weight_decay));
@@ -226,7 +297,7 @@ inline std::vector<double> reference_train(TestModel& m, const Config& c, const 
     opt.zero_grad();
     torch::mse_loss(m.forward(d.x[s]), d.y[s]).backward();
     const double clip = c.gradients().clipping;
-    norms.push_back(torch::nn::utils::clip_grad_norm_(m.parameters(), clip > 0 ? clip : 1e30));
+    norms.push_back(torch::nn::utils::clip_grad_norm_(params, clip > 0 ? clip : 1e30));
     if (std::find(skip.begin(), skip.end(), s) == skip.end()) opt.step();
   }
   return norms;
