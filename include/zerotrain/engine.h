@@ -13,6 +13,7 @@
 #include <zerotrain/comm.h>
 #include <zerotrain/config.h>
 #include <zerotrain/monitor.h>
+#include <zerotrain/sharded_init.h>
 #include <zerotrain/units.h>
 
 #include <ATen/core/Tensor.h>
@@ -82,6 +83,9 @@ struct InitOptions {
   /// Which module subtrees become units (include/zerotrain/units.h); subtrees
   /// marked with zerotrain::Unit are units under every policy.
   WrapPolicy wrap_policy;
+  /// Stage 3: the pieces of a model built in a zerotrain::ShardedInit scope
+  /// (include/zerotrain/sharded_init.h) on the same communicator.
+  std::shared_ptr<ShardedParameters> sharded_init;
 };
 
 /// The order in which the engine saw units run (unit indices of Engine::units()).
@@ -118,6 +122,10 @@ struct MemoryReport {
   int64_t master_weights = 0;         // 0 when an fp32 stage-0 model updates in place
   int64_t optimizer_states = 0;       // Adam/LAMB moments
   int64_t communication_buffers = 0;  // buckets, all-gather staging
+  // Stage 3's parameters, counted in `parameters` above:
+  int64_t parameter_shard = 0;           // this rank's shard of every unit; 0 below stage 3
+  int64_t gathered_parameters = 0;       // the units' full flat buffers held now (every unit below stage 3)
+  int64_t peak_gathered_parameters = 0;  // the most of those held at once in the last optimizer step
   int64_t total() const {
     return parameters + gradients + master_weights + optimizer_states + communication_buffers;
   }
@@ -231,6 +239,11 @@ class Engine {
   /// full fp32 master value by name, shaped like the parameter, as
   /// DeepSpeed's safe_get_full_fp32_param; on CPU.
   at::Tensor full_fp32_param(const std::string& name);
+  /// Collective, at an accumulation boundary (after the last micro-batch's
+  /// backward, before step()): a parameter's full gradient in fp32, averaged
+  /// over the ranks and the micro-batches, with the loss scale divided out and
+  /// before clipping, as DeepSpeed's safe_get_full_grad; on CPU.
+  at::Tensor full_grad(const std::string& name);
   /// Collective: "exp_avg" or "exp_avg_sq" of a parameter, as
   /// safe_get_full_optimizer_state.
   at::Tensor full_optimizer_state(const std::string& name, const std::string& state);

@@ -10,6 +10,12 @@
 //     the parameters in place; stages 1-3 also keep an fp32 master shard, as
 //     DeepSpeed's ZeRO optimizers do (12 bytes): 4Ψ + 4Ψ + 12Ψ/N at stage 1.
 // Sharded terms use ceil(Ψ/N) elements per rank, the padding every rank's shard gets.
+//
+// Stage 3 holds full parameters only while they are used: on top of its
+// shards, the units gathered at one time (docs/stage3.md): the persistent
+// units, the unit running and the prefetch window, at most
+//   persistent + largest unit + stage3_prefetch_bucket_size elements,
+// capped by stage3_max_live_parameters (gathered_parameters below).
 
 #include <cstdint>
 #include <string>
@@ -24,6 +30,11 @@ struct EstimateOptions {
   DType dtype = DType::kBFloat16;
   /// Optimizer states (fp32 master weights and moments) live in host memory.
   bool offload_optimizer = false;
+  // Stage 3's gathered window, in elements (0: not counted).
+  int64_t largest_unit = 0;
+  int64_t prefetch_bucket = 0;
+  int64_t persistent = 0;
+  int64_t max_live = INT64_MAX;
 };
 
 struct ModelStateBytes {
@@ -32,11 +43,12 @@ struct ModelStateBytes {
   int64_t gradients = 0;
   int64_t optimizer_states = 0;  // on the device, 0 when offloaded
   int64_t host_optimizer_states = 0;  // in host memory when offloaded
-  int64_t device_total() const { return parameters + gradients + optimizer_states; }
+  int64_t gathered_parameters = 0;    // stage 3: full parameters held at one time
+  int64_t device_total() const { return parameters + gathered_parameters + gradients + optimizer_states; }
 };
 
 /// Throws std::invalid_argument for parameters < 1, world_size < 1, a stage
-/// outside 0..3, or optimizer offload at stage 0.
+/// outside 0..3, optimizer offload at stage 0, or a negative window term.
 ModelStateBytes estimate_model_states(const EstimateOptions& options, int stage);
 
 /// Decimal units with one decimal rounded half away from zero, as the ZeRO paper

@@ -13,6 +13,7 @@
 // called through the wrapper; the triggers need the wrapper's type at the
 // call site (LibTorch's forward is not virtual).
 
+#include <zerotrain/sharded_init.h>
 #include <zerotrain/units.h>
 
 #include <ATen/core/Tensor.h>
@@ -84,6 +85,11 @@ class UnitImpl : public Impl, public detail::UnitBoundary {
     leave(triggers, tensors);
     return out;
   }
+
+ private:
+  // Initialised after Impl's constructor: shards the layer's parameters in
+  // an open zerotrain::ShardedInit scope.
+  detail::ShardAtCreation shard_at_creation_{*this};
 };
 
 /// The holder of a marked layer: zerotrain::Unit<Block>(args...) builds a

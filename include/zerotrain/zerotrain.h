@@ -7,5 +7,6 @@
 #include <zerotrain/engine.h>
 #include <zerotrain/estimate.h>
 #include <zerotrain/monitor.h>
+#include <zerotrain/sharded_init.h>
 #include <zerotrain/unit_module.h>
 #include <zerotrain/units.h>

@@ -1,5 +1,6 @@
 // `zerotrain estimate --params N [--world-size W] [--stage S] [--dtype bf16|fp16|fp32]
-//                     [--offload-optimizer] [--json]`
+//                     [--offload-optimizer] [--largest-unit N] [--prefetch-bucket N]
+//                     [--persistent N] [--max-live N] [--json]`
 //
 // Per-rank bytes of model states by the ZeRO formulas (include/zerotrain/estimate.h):
 // a table for people, JSON for programs. Without --stage, every stage is listed.
@@ -24,6 +25,11 @@ struct EstimateArgs {
   std::optional<int> stage;
   std::string dtype = "bf16";
   bool offload_optimizer = false;
+  // Stage 3's gathered window (counts such as 125M).
+  std::string largest_unit = "0";
+  std::string prefetch_bucket = "0";
+  std::string persistent = "0";
+  std::string max_live;
   bool json = false;
 };
 
@@ -67,6 +73,24 @@ int run_estimate(const EstimateArgs& args) {
   }
   EstimateOptions options;
   options.parameters = *params;
+  const struct {
+    const char* flag;
+    const std::string& text;
+    int64_t& out;
+  } window[] = {{"--largest-unit", args.largest_unit, options.largest_unit},
+                {"--prefetch-bucket", args.prefetch_bucket, options.prefetch_bucket},
+                {"--persistent", args.persistent, options.persistent},
+                {"--max-live", args.max_live, options.max_live}};
+  for (const auto& w : window) {
+    if (w.text.empty() || w.text == "0") continue;
+    const auto count = parse_count(w.text);
+    if (!count) {
+      std::cerr << "zerotrain estimate: " << w.flag << ": expected a count such as 5e7 or 125M, got \"" << w.text
+                << "\"\n";
+      return kExitInvalid;
+    }
+    w.out = *count;
+  }
   options.world_size = args.world_size;
   options.offload_optimizer = args.offload_optimizer;
   options.dtype = args.dtype == "fp32" ? DType::kFloat32 : args.dtype == "fp16" ? DType::kFloat16 : DType::kBFloat16;
@@ -93,6 +117,7 @@ int run_estimate(const EstimateArgs& args) {
     for (const auto& r : rows) {
       out["per_rank_bytes"].push_back({{"stage", r.stage},
                                        {"parameters", r.parameters},
+                                       {"gathered_parameters", r.gathered_parameters},
                                        {"gradients", r.gradients},
                                        {"optimizer_states", r.optimizer_states},
                                        {"device_total", r.device_total()},
@@ -105,16 +130,18 @@ int run_estimate(const EstimateArgs& args) {
   std::cout << "Model states per rank: " << options.parameters << " parameters on " << options.world_size
             << (options.world_size == 1 ? " rank" : " ranks") << ", " << precision_label(options.dtype)
             << (options.offload_optimizer ? ", optimizer states offloaded to host memory" : "") << "\n\n";
-  std::printf("%-6s %12s %12s %18s %12s%s\n", "stage", "parameters", "gradients", "optimizer states",
-              "total", options.offload_optimizer ? "   host (offloaded)" : "");
+  std::printf("%-6s %12s %12s %12s %18s %12s%s\n", "stage", "parameters", "gathered", "gradients",
+              "optimizer states", "total", options.offload_optimizer ? "   host (offloaded)" : "");
   for (const auto& r : rows) {
-    std::printf("%-6d %12s %12s %18s %12s", r.stage, format_bytes(r.parameters).c_str(),
-                format_bytes(r.gradients).c_str(), format_bytes(r.optimizer_states).c_str(),
-                format_bytes(r.device_total()).c_str());
+    std::printf("%-6d %12s %12s %12s %18s %12s", r.stage, format_bytes(r.parameters).c_str(),
+                format_bytes(r.gathered_parameters).c_str(), format_bytes(r.gradients).c_str(),
+                format_bytes(r.optimizer_states).c_str(), format_bytes(r.device_total()).c_str());
     if (options.offload_optimizer) std::printf(" %18s", format_bytes(r.host_optimizer_states).c_str());
     std::printf("\n");
   }
-  std::cout << "\nActivations, communication buffers and allocator fragmentation come on top.\n";
+  std::cout << "\n\"gathered\": stage 3's full parameters held at one time (persistent units, the largest "
+               "unit and the prefetch bucket; pass --largest-unit and --prefetch-bucket).\n"
+               "Activations, communication buffers and allocator fragmentation come on top.\n";
   return kExitOk;
 }
 
@@ -128,6 +155,10 @@ void add_estimate_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--stage", args->stage, "ZeRO stage (default: show all)")->check(CLI::Range(0, 3));
   cmd->add_option("--dtype", args->dtype, "Training precision")->check(CLI::IsMember({"bf16", "fp16", "fp32"}));
   cmd->add_flag("--offload-optimizer", args->offload_optimizer, "Optimizer states in host memory");
+  cmd->add_option("--largest-unit", args->largest_unit, "Stage 3: elements of the largest unit");
+  cmd->add_option("--prefetch-bucket", args->prefetch_bucket, "Stage 3: stage3_prefetch_bucket_size");
+  cmd->add_option("--persistent", args->persistent, "Stage 3: elements of the persistent units");
+  cmd->add_option("--max-live", args->max_live, "Stage 3: stage3_max_live_parameters");
   cmd->add_flag("--json", args->json, "Print JSON");
   cmd->callback([args, &exit_code] { exit_code = run_estimate(*args); });
 }

@@ -8,6 +8,7 @@
 #include "checkpoint/agree.h"
 #include "engine/engine_impl.h"
 #include "engine/module_units.h"
+#include "engine/sharded_params.h"
 #include "precision/scalar_type.h"
 
 #include <c10/core/GradMode.h>
@@ -82,6 +83,30 @@ zero::CorePlan core_plan(const Config& config) {
   return plan;
 }
 
+// Note [Sharded at creation] (sharded_init.cpp).
+void check_sharded_init(const ShardedParameters& sharded, const Communicator& comm, int stage, at::ScalarType dtype) {
+  TORCH_CHECK(stage == 3, "zerotrain::initialize: InitOptions::sharded_init needs zero_optimization.stage 3; the "
+              "config has stage ", stage);
+  TORCH_CHECK(&sharded.comm() == &comm || (sharded.comm().world_size() == comm.world_size() &&
+                                           sharded.comm().rank() == comm.rank()),
+              "zerotrain::initialize: the model was sharded at creation over ", sharded.comm().world_size(),
+              " ranks, and the engine runs on ", comm.world_size());
+  TORCH_CHECK(sharded.dtype() == dtype, "zerotrain::initialize: the model was sharded at creation in ",
+              sharded.dtype(), " and the config's model dtype is ", dtype);
+}
+
+void take_pieces(ShardedParameters& sharded, torch::nn::Module& model, zero::ModelSpec& spec) {
+  for (zero::NamedParameter& p : spec.params) p.piece = sharded.take(p.tensor);
+  const std::vector<at::Tensor> left = sharded.untaken();
+  if (left.empty()) return;
+  std::string name = "?";
+  for (const auto& item : model.named_parameters(/*recurse=*/true))
+    if (item.value().is_same(left.front())) name = item.key();
+  TORCH_CHECK(false, "zerotrain::initialize: parameter '", name, "' was sharded at creation but is not trained "
+              "(frozen after the ShardedInit scope, or not part of this model); freeze parameters inside the "
+              "layer's constructor, or build the layer outside the scope");
+}
+
 }  // namespace
 
 Engine initialize(std::shared_ptr<torch::nn::Module> model, const Config& config_in, InitOptions options) {
@@ -107,10 +132,14 @@ Engine initialize(std::shared_ptr<torch::nn::Module> model, const Config& config
       std::cerr << "zerotrain: " << config.source() << ": " << w.path << ": warning: " << w.message << "\n";
 
   const at::ScalarType dtype = scalar_type(config.model_dtype());
-  if (dtype != at::kFloat) model->to(dtype);  // DeepSpeed's module.half() / bfloat16()
-
   const ZeroConfig& z = config.zero();
+  if (options.sharded_init) check_sharded_init(*options.sharded_init, *comm, z.stage, dtype);
+  // DeepSpeed's module.half() / bfloat16(); parameters sharded at creation
+  // have the dtype already, and are not read.
+  if (dtype != at::kFloat) model->to(dtype);
+
   detail::ModuleUnits units = detail::cut_into_units(*model, options.wrap_policy, z.reduce_bucket_size);
+  if (options.sharded_init) take_pieces(*options.sharded_init, *model, units.spec);
   for (const zero::NamedParameter& p : units.spec.params)
     TORCH_CHECK(p.tensor.scalar_type() == dtype, "zerotrain::initialize: parameter '", p.name, "' is ",
                 p.tensor.scalar_type(), "; every trained parameter must be ", dtype);

@@ -1,6 +1,7 @@
-// Full values on demand: Engine::full_fp32_param and full_optimizer_state
-// (one parameter's fp32 state, gathered from the ranks that own its pieces,
-// as DeepSpeed's safe_get_full_fp32_param / safe_get_full_optimizer_state),
+// Full values on demand: Engine::full_fp32_param, full_grad and
+// full_optimizer_state (one parameter's fp32 state, gathered from the ranks
+// that own its pieces, as DeepSpeed's safe_get_full_fp32_param /
+// safe_get_full_grad / safe_get_full_optimizer_state),
 // and Engine::gathered_parameters (DeepSpeed's zero.GatheredParameters).
 
 #include <zerotrain/engine.h>
@@ -18,7 +19,7 @@ namespace zerotrain {
 
 namespace {
 
-enum class FullState { kMaster, kExpAvg, kExpAvgSq };
+enum class FullState { kMaster, kExpAvg, kExpAvgSq, kGrad };
 
 at::Tensor full_state(detail::EngineImpl& s, const std::string& name, FullState which) {
   const zero::ShardedModel& core = *s.core;
@@ -33,6 +34,7 @@ at::Tensor full_state(detail::EngineImpl& s, const std::string& name, FullState 
     case FullState::kMaster: part = owned.master(place.unit); break;
     case FullState::kExpAvg: part = owned.moments(place.unit).exp_avg; break;
     case FullState::kExpAvgSq: part = owned.moments(place.unit).exp_avg_sq; break;
+    case FullState::kGrad: part = owned.owned_grads(place.unit).to(at::kFloat); break;
   }
   c10::NoGradGuard no_grad;
   at::Tensor whole = part;
@@ -52,6 +54,16 @@ at::Tensor Engine::full_optimizer_state(const std::string& name, const std::stri
   TORCH_CHECK(state == "exp_avg" || state == "exp_avg_sq", "zerotrain: full_optimizer_state() takes \"exp_avg\" or "
               "\"exp_avg_sq\", not \"", state, "\"");
   return full_state(*state_, name, state == "exp_avg" ? FullState::kExpAvg : FullState::kExpAvgSq);
+}
+
+at::Tensor Engine::full_grad(const std::string& name) {
+  detail::EngineImpl& s = *state_;
+  TORCH_CHECK(s.core->grad_state() == zero::GradState::kReduced,
+              "zerotrain: full_grad() reads the gradients of an accumulation boundary: call it after the backward "
+              "of the boundary's last micro-batch and before step(); the gradients are ",
+              zero::to_string(s.core->grad_state()));
+  // The owned gradients are averaged over the ranks and still carry the loss scale.
+  return full_state(s, name, FullState::kGrad).div_(s.progress.scaler.scale());
 }
 
 GatheredParameters Engine::gathered_parameters(const std::vector<std::string>& names,

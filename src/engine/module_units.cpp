@@ -54,7 +54,7 @@ class Walker {
       if (!t.defined() || !t.requires_grad()) continue;
       auto [it, fresh] = index_.emplace(t.unsafeGetTensorImpl(), static_cast<int>(params.size()));
       if (fresh) {
-        params.push_back({join(path, item.key()), t});
+        params.push_back({join(path, item.key()), t, at::Tensor()});
         registrants.emplace_back();
       }
       registrants[static_cast<size_t>(it->second)].push_back(self);

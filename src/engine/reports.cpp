@@ -65,6 +65,12 @@ std::string MemoryReport::to_string() const {
   line("optimizer states", optimizer_states);
   line("communication buffers", communication_buffers);
   line("total", total());
+  if (parameter_shard > 0) {
+    s << "  of the parameters (stage 3):\n";
+    line("  shard", parameter_shard);
+    line("  gathered now", gathered_parameters);
+    line("  gathered at peak", peak_gathered_parameters);
+  }
   return s.str();
 }
 
@@ -77,6 +83,9 @@ MemoryReport Engine::memory_report() const {
   r.master_weights = core.owned().master_bytes();
   r.optimizer_states = core.owned().moment_bytes();
   r.communication_buffers = core.buffer_bytes();
+  r.parameter_shard = core.owned().param_shard_bytes();
+  r.gathered_parameters = core.param_bytes() - r.parameter_shard;
+  r.peak_gathered_parameters = core.peak_gathered_bytes();
   return r;
 }
 

@@ -93,11 +93,15 @@ void FlatUnit::begin_gather() {
 void FlatUnit::release() {
   TORCH_INTERNAL_ASSERT(param_state_ == ParamState::kGathered, "unit '", name_, "': release while ",
                         to_string(param_state_));
-  c10::StorageImpl* s = flat_params_.storage().unsafeGetStorageImpl();
-  TORCH_INTERNAL_ASSERT(s->allocator() != nullptr, "unit '", name_, "': its buffer has no allocator");
-  s->set_data_ptr_noswap(c10::DataPtr(nullptr, flat_params_.device()));
-  s->set_nbytes(0);
+  free_storage(flat_params_);
   param_state_ = ParamState::kSharded;
+}
+
+void free_storage(const at::Tensor& t) {
+  c10::StorageImpl* s = t.storage().unsafeGetStorageImpl();
+  TORCH_INTERNAL_ASSERT(s->allocator() != nullptr, "a storage without an allocator cannot be freed in place");
+  s->set_data_ptr_noswap(c10::DataPtr(nullptr, t.device()));
+  s->set_nbytes(0);
 }
 
 void FlatUnit::end_gather() {

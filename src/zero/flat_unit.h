@@ -75,4 +75,8 @@ class FlatUnit {
   ParamState param_state_ = ParamState::kGathered;
 };
 
+/// Frees `t`'s storage in place (0 bytes; every view keeps its sizes): see
+/// Note [Releasing a unit frees its storage]. The storage must come from an allocator.
+void free_storage(const at::Tensor& t);
+
 }  // namespace zerotrain::zero

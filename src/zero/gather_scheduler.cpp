@@ -39,6 +39,16 @@ GatherScheduler::GatherScheduler(std::vector<FlatUnit>& units, const OwnedState&
     }
   }
   slots_ = 1 + std::min<int>(kMaxPrefetchUnits, static_cast<int>(units_.size()));
+  // Units released already were sharded at creation: their triggers are
+  // trusted from the start; the persistent ones among them are gathered now.
+  std::vector<int> persistent_released;
+  for (size_t u = 0; u < units_.size(); ++u) {
+    if (units_[u].param_state() != ParamState::kSharded) continue;
+    observed_[u] = 1;
+    if (persistent_[u]) persistent_released.push_back(static_cast<int>(u));
+  }
+  gather_now(persistent_released);
+  peak_live_numel_ = std::max(peak_live_numel_, live_numel());
 }
 
 int64_t GatherScheduler::live_numel() const {
@@ -155,6 +165,7 @@ void GatherScheduler::issue(const std::vector<int>& sorted_units) {
     if (events_) events_(EngineEvent::Kind::kGatherLaunched, u);
     flights_.emplace(key, std::move(flight));
   }
+  if (!sorted_units.empty()) peak_live_numel_ = std::max(peak_live_numel_, live_numel());
 }
 
 void GatherScheduler::wait(int u) {

@@ -55,6 +55,8 @@
 // fired once. If a program calls a marked LibTorch layer through its own type
 // (bypassing zerotrain::Unit's forward), the triggers never fire and the unit
 // simply stays gathered, instead of its forward reading released storage.
+// The exception is a unit sharded at creation (zerotrain::ShardedInit), which
+// starts released: its program promised to call it through zerotrain::Unit.
 
 #include <zerotrain/comm.h>
 #include <zerotrain/engine.h>
@@ -85,15 +87,23 @@ class GatherScheduler {
 
   /// `units` and `owned` must outlive the scheduler. `has_triggers[u]`: a
   /// front end calls unit u's triggers, so it can be gathered just in time.
-  /// Every unit is gathered when the scheduler is built and stays so until
-  /// its before-forward trigger has been seen once (Note [A unit is released
-  /// only once its triggers are seen]).
+  /// A unit gathered when the scheduler is built stays so until its
+  /// before-forward trigger has been seen once (Note [A unit is released only
+  /// once its triggers are seen]); one released already (sharded at
+  /// creation) is gathered just in time from the start, or now if persistent.
   GatherScheduler(std::vector<FlatUnit>& units, const OwnedState& owned, Communicator& comm, GatherPlan plan,
                   const std::vector<bool>& has_triggers, Events events);
 
   bool persistent(int u) const { return persistent_.at(static_cast<size_t>(u)) != 0; }
   /// Elements of full parameters gathered or in flight now, persistent units included.
   int64_t live_numel() const;
+  /// The most live_numel() has been in the last window closed by
+  /// close_window() (an optimizer step's), or since construction before the first.
+  int64_t peak_live_numel() const noexcept { return last_peak_live_numel_ >= 0 ? last_peak_live_numel_ : peak_live_numel_; }
+  void close_window() {
+    last_peak_live_numel_ = peak_live_numel_;
+    peak_live_numel_ = live_numel();
+  }
 
   /// Unit `u` is about to run (before_forward / before_backward): returns when
   /// its parameters may be read. Joins a request round when it is neither
@@ -157,6 +167,8 @@ class GatherScheduler {
   bool diverged_ = false;  // this pass: requests differed; no prefetch, no release
   bool warned_ = false;
   int64_t diverged_rounds_ = 0;
+  int64_t peak_live_numel_ = 0;       // in the window open now
+  int64_t last_peak_live_numel_ = -1;  // in the last window closed
 };
 
 }  // namespace zerotrain::zero

@@ -29,7 +29,16 @@ namespace zerotrain::zero {
 struct NamedParameter {
   std::string name;  // as named_parameters() names it; checkpoints use it
   at::Tensor tensor;
+  /// Stage 3, when the front end sharded the parameter as it was created
+  /// (Note [Sharded at creation] in src/engine/sharded_init.cpp): this rank's
+  /// piece of its values, piece_numel(numel, world) elements, and `tensor`
+  /// holds no storage. Undefined when `tensor` holds the values.
+  at::Tensor piece;
 };
+
+/// A parameter sharded at creation is cut into `world` even pieces of its
+/// flattened values, the last zero-padded: rank r holds [r*c, (r+1)*c).
+inline int64_t piece_numel(int64_t numel, int world) { return (numel + world - 1) / world; }
 
 struct UnitSpec {
   std::string name;         // the subtree's module path; "" for the root unit

@@ -10,28 +10,25 @@
 namespace zerotrain::zero {
 
 OwnedState::OwnedState(const ModelLayout& layout, std::vector<FlatUnit>& units, int rank, bool grad_shard,
-                       bool param_shard)
+                       bool param_shard, const at::TensorOptions& opts)
     : layout_(layout), units_(units), rank_(rank) {
-  TORCH_INTERNAL_ASSERT(!units_.empty());
-  const at::TensorOptions opts = units_.front().flat_params().options();
   const at::TensorOptions f32 = opts.dtype(at::kFloat);
-  c10::NoGradGuard no_grad;
   if (grad_shard) grad_shard_ = at::zeros({layout_.owned_numel()}, opts);
-  if (param_shard) {
-    at::Tensor shard = at::empty({layout_.owned_numel()}, opts);
-    for (size_t u = 0; u < units_.size(); ++u) {
-      const auto [b, e] = layout_.owned_range(static_cast<int>(u), rank_);
-      part(shard, static_cast<int>(u)).copy_(units_[u].flat_params().narrow(0, b, e - b));
-    }
-    param_shard_ = shard;
-  }
+  // The padding of a shard is gathered with it: zeros, never read as values.
+  if (param_shard) param_shard_ = at::zeros({layout_.owned_numel()}, opts);
   master_aliases_params_ = opts.dtype() == at::kFloat && !layout_.sharded();
-  if (!master_aliases_params_) {
-    master_ = at::empty({layout_.owned_numel()}, f32);
-    for (size_t u = 0; u < units_.size(); ++u) master(static_cast<int>(u)).copy_(owned_params(static_cast<int>(u)));
-  }
+  if (!master_aliases_params_) master_ = at::zeros({layout_.owned_numel()}, f32);
   exp_avg_ = at::zeros({layout_.owned_numel()}, f32);
   exp_avg_sq_ = at::zeros({layout_.owned_numel()}, f32);
+}
+
+void OwnedState::take_values(int u) {
+  const FlatUnit& U = units_.at(static_cast<size_t>(u));
+  U.check_readable("gave its values to the optimizer state");
+  c10::NoGradGuard no_grad;
+  const auto [b, e] = layout_.owned_range(u, rank_);
+  if (param_shard_.defined()) part(param_shard_, u).copy_(U.flat_params().narrow(0, b, e - b));
+  if (!master_aliases_params_) master(u).copy_(owned_params(u));
 }
 
 at::Tensor OwnedState::part(const at::Tensor& buffer, int u) const {

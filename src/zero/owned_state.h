@@ -29,10 +29,14 @@ namespace zerotrain::zero {
 
 class OwnedState {
  public:
-  /// `units` must outlive this object and not move. Initialises the master
-  /// weights (and, with `param_shard`, the parameter shard) from the units'
-  /// current parameters, and the moments to zero.
-  OwnedState(const ModelLayout& layout, std::vector<FlatUnit>& units, int rank, bool grad_shard, bool param_shard);
+  /// `units` must outlive this object and not move; they may be built after
+  /// it. Allocates what this rank owns, in `opts` (the model dtype and
+  /// device), with the moments at zero; take_values() fills each unit's part.
+  OwnedState(const ModelLayout& layout, std::vector<FlatUnit>& units, int rank, bool grad_shard, bool param_shard,
+             const at::TensorOptions& opts);
+  /// The master weights (and, with a parameter shard, the shard) of unit `u`
+  /// from its current full parameters, which must be gathered.
+  void take_values(int u);
 
   int rank() const noexcept { return rank_; }
   /// The model-dtype parameters this rank updates: a view of the unit's flat

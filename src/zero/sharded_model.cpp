@@ -5,6 +5,7 @@
 #include "comm/gather_values.h"
 
 #include <ATen/core/grad_mode.h>
+#include <ATen/ops/empty.h>
 #include <c10/core/GradMode.h>
 #include <ATen/record_function.h>
 #include <c10/util/Exception.h>
@@ -61,17 +62,22 @@ ShardedModel::ShardedModel(ModelSpec spec, const CorePlan& plan, Communicator& r
   TORCH_CHECK(gather_comm_.world_size() == reduce_comm_.world_size() && gather_comm_.rank() == reduce_comm_.rank(),
               "zerotrain: the gather and reduce communicators must span the same ranks");
   for (const NamedParameter& p : spec_.params) names_.push_back(p.name);
+  owned_ = std::make_unique<OwnedState>(layout_, units_, reduce_comm_.rank(), policy_.gradients, policy_.parameters,
+                                        spec_.params.front().tensor.options().requires_grad(false));
+  // One unit at a time: a model sharded at creation is never whole on a rank.
   units_.reserve(spec_.units.size());
   for (size_t u = 0; u < spec_.units.size(); ++u) {
+    const bool sharded_at_creation = materialize_pieces(static_cast<int>(u));
     std::vector<at::Tensor> params;
     for (int p : layout_.unit(static_cast<int>(u)).params) params.push_back(spec_.params[static_cast<size_t>(p)].tensor);
     units_.emplace_back(static_cast<int>(u), display_name(spec_.units[u]), layout_.unit(static_cast<int>(u)),
                         std::move(params), /*full_grads=*/!policy_.gradients);
+    // Every rank starts from rank 0's parameters, as DeepSpeed's engine does.
+    reduce_comm_.broadcast(units_.back().flat_params(), 0).wait();
+    owned_->take_values(static_cast<int>(u));
+    // Note [A unit is released only once its triggers are seen] (gather_scheduler.h).
+    if (sharded_at_creation && spec_.units[u].has_triggers) units_.back().release();
   }
-  // Every rank starts from rank 0's parameters, as DeepSpeed's engine does.
-  for (FlatUnit& u : units_) reduce_comm_.broadcast(u.flat_params(), 0).wait();
-
-  owned_ = std::make_unique<OwnedState>(layout_, units_, reduce_comm_.rank(), policy_.gradients, policy_.parameters);
   ever_entered_.assign(units_.size(), 0);
   if (policy_.parameters) {
     std::vector<bool> triggers;
@@ -95,6 +101,28 @@ ShardedModel::ShardedModel(ModelSpec spec, const CorePlan& plan, Communicator& r
 }
 
 ShardedModel::~ShardedModel() = default;
+
+bool ShardedModel::materialize_pieces(int u) {
+  // Note [Sharded at creation] (src/engine/sharded_init.cpp): the unit's
+  // parameters from every rank's pieces, just before its flat buffer takes them.
+  bool any = false;
+  c10::NoGradGuard no_grad;
+  for (int p : spec_.units[static_cast<size_t>(u)].params) {
+    NamedParameter& np = spec_.params[static_cast<size_t>(p)];
+    if (!np.piece.defined()) continue;
+    TORCH_INTERNAL_ASSERT(policy_.parameters, "parameter '", np.name, "' was sharded at creation below stage 3");
+    const int world = reduce_comm_.world_size();
+    const int64_t numel = np.tensor.numel();
+    TORCH_CHECK(np.piece.numel() == piece_numel(numel, world) && np.piece.scalar_type() == np.tensor.scalar_type(),
+                "zerotrain: parameter '", np.name, "' was sharded at creation for another world size or dtype");
+    at::Tensor all = at::empty({np.piece.numel() * world}, np.piece.options());
+    reduce_comm_.all_gather(all, np.piece).wait();
+    np.tensor.set_data(all.narrow(0, 0, numel).view(np.tensor.sizes()));
+    np.piece = at::Tensor();
+    any = true;
+  }
+  return any;
+}
 
 void ShardedModel::emit(EngineEvent::Kind kind, int unit, int param, int in_flight) const {
   if (observer_) observer_(EngineEvent{kind, unit, param, in_flight});
@@ -237,7 +265,11 @@ void ShardedModel::gather(const std::vector<int>& units) {
 }
 
 void ShardedModel::gather_params() {
-  if (scheduler_) return scheduler_->refresh();
+  if (scheduler_) {
+    scheduler_->refresh();
+    scheduler_->close_window();  // the step's peak, from one boundary to the next
+    return;
+  }
   std::vector<int> all(units_.size());
   std::iota(all.begin(), all.end(), 0);
   gather(all);
@@ -282,6 +314,11 @@ int64_t ShardedModel::param_bytes() const {
   int64_t b = owned_->param_shard_bytes();
   for (const FlatUnit& u : units_) b += u.param_bytes();
   return b;
+}
+
+int64_t ShardedModel::peak_gathered_bytes() const {
+  if (scheduler_) return scheduler_->peak_live_numel() * static_cast<int64_t>(c10::elementSize(dtype()));
+  return param_bytes() - owned_->param_shard_bytes();  // every unit, always
 }
 
 int64_t ShardedModel::grad_bytes() const {

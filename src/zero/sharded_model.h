@@ -60,7 +60,9 @@ class ShardedModel final : public UnitTriggers {
   /// Moves every parameter into its unit's flat buffer (its .data becomes a
   /// view), makes every rank start from rank 0's values (one broadcast per
   /// unit on `reduce_comm`), allocates what this rank owns, and hooks every
-  /// parameter's gradient accumulator. Gradients are reduced on `reduce_comm`,
+  /// parameter's gradient accumulator. One unit at a time: parameters sharded
+  /// at creation (NamedParameter::piece) are gathered into their unit, whose
+  /// owned part is taken and which is released again before the next one. Gradients are reduced on `reduce_comm`,
   /// parameters gathered on `gather_comm` (Note [Gathers and reductions
   /// travel on separate channels] in comm/communicator.cpp); both outlive the core.
   ShardedModel(ModelSpec spec, const CorePlan& plan, Communicator& reduce_comm, Communicator& gather_comm,
@@ -124,11 +126,17 @@ class ShardedModel final : public UnitTriggers {
   const GatherScheduler* scheduler() const noexcept { return scheduler_.get(); }
   bool shards_parameters() const noexcept { return policy_.parameters; }
 
+  /// The parameter shard (stage 3) and every unit's full parameters held now.
   int64_t param_bytes() const;
+  /// The most bytes of full unit parameters held at once in the last
+  /// optimizer step (at stage 3; every unit's below it).
+  int64_t peak_gathered_bytes() const;
   int64_t grad_bytes() const;
   int64_t buffer_bytes() const { return reducer_->bucket_bytes(); }
 
  private:
+  /// Unit `u`'s parameters sharded at creation get their full values; returns whether it had any.
+  bool materialize_pieces(int u);
   void emit(EngineEvent::Kind kind, int unit, int param, int in_flight) const;
   void record_after_backward(int unit);
   void settle_stage3_orders();

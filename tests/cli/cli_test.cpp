@@ -141,6 +141,15 @@ TEST(CliEstimate, JsonForPrograms) {
   EXPECT_EQ(stage2["device_total"], 2LL * 125'000'000 + 2LL * 62'500'000);
 }
 
+TEST(CliEstimate, Stage3Window) {
+  const auto r = run_command(kCli + " estimate --params 1000 --world-size 4 --stage 3 --largest-unit 100 "
+                                    "--prefetch-bucket 150 --persistent 30 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["per_rank_bytes"][0]["gathered_parameters"], 2 * 280);
+  EXPECT_EQ(run_command(kCli + " estimate --params 1e9 --largest-unit lots").exit_code, 2);
+}
+
 TEST(CliEstimate, BadInputExitsTwo) {
   EXPECT_EQ(run_command(kCli + " estimate --params lots").exit_code, 2);
   EXPECT_EQ(run_command(kCli + " estimate --params 1e9 --stage 5").exit_code, 2);

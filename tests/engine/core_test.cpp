@@ -25,7 +25,7 @@ zero::ModelSpec three_layers() {
   torch::manual_seed(5);
   zero::ModelSpec spec;
   for (int i = 0; i < 3; ++i) {
-    spec.params.push_back({"w" + std::to_string(i), (torch::randn({16, 16}) * 0.2).requires_grad_()});
+    spec.params.push_back({"w" + std::to_string(i), (torch::randn({16, 16}) * 0.2).requires_grad_(), at::Tensor()});
     spec.units.push_back({"layer" + std::to_string(i), {i}, /*has_triggers=*/true});
   }
   spec.groups.push_back({1e-3, 0.0, {0, 1, 2}});

@@ -67,6 +67,30 @@ TEST(Estimate, OffloadMovesOptimizerStatesToHost) {
   EXPECT_THROW(estimate_model_states(o, 0), std::invalid_argument);
 }
 
+// Stage 3's gathered window: persistent + largest unit + prefetch bucket,
+// capped by max_live and by the model; below stage 3 the parameters are whole
+// and no window is added. Catches a window counted in elements instead of
+// bytes, or added below stage 3.
+TEST(Estimate, Stage3AddsTheGatheredWindow) {
+  EstimateOptions o;
+  o.parameters = 1000;
+  o.world_size = 4;
+  o.dtype = DType::kBFloat16;
+  o.largest_unit = 100;
+  o.prefetch_bucket = 150;
+  o.persistent = 30;
+  EXPECT_EQ(estimate_model_states(o, 3).gathered_parameters, 2 * 280);
+  EXPECT_EQ(estimate_model_states(o, 3).device_total(), 16 * 250 + 2 * 280);
+  EXPECT_EQ(estimate_model_states(o, 2).gathered_parameters, 0);
+  o.max_live = 200;
+  EXPECT_EQ(estimate_model_states(o, 3).gathered_parameters, 2 * 200);
+  o.max_live = INT64_MAX;
+  o.prefetch_bucket = 5000;
+  EXPECT_EQ(estimate_model_states(o, 3).gathered_parameters, 2 * 1000);
+  o.largest_unit = -1;
+  EXPECT_THROW(estimate_model_states(o, 3), std::invalid_argument);
+}
+
 TEST(Estimate, RejectsInvalidInput) {
   EstimateOptions o;
   o.parameters = 0;

@@ -11,6 +11,8 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <mutex>
+#include <unordered_map>
 
 namespace zerotrain::testing {
 
@@ -34,35 +36,52 @@ class CountingAllocator final : public c10::Allocator {
   c10::DataPtr allocate(size_t n) override {
     c10::DataPtr inner = base_->allocate(n);
     void* data = inner.get();
+    if (data == nullptr) return inner;  // nothing to count
     const c10::Device device = inner.device();
-    auto* ctx = new Context{std::move(inner), static_cast<int64_t>(n), this};
-    const int64_t now = live_.fetch_add(ctx->bytes) + ctx->bytes;
+    const int64_t bytes = static_cast<int64_t>(n);
+    {
+      // The context is the data pointer itself, as LibTorch's raw_allocate
+      // (used by some CPU kernels) requires.
+      std::lock_guard<std::mutex> lock(mutex_);
+      blocks_.emplace(data, Block{std::move(inner), bytes});
+    }
+    const int64_t now = live_.fetch_add(bytes) + bytes;
     int64_t seen = peak_.load();
     while (now > seen && !peak_.compare_exchange_weak(seen, now)) {
     }
-    return c10::DataPtr(data, ctx, &release, device);
+    return c10::DataPtr(data, data, &release, device);
   }
+
+  c10::DeleterFnPtr raw_deleter() const override { return &release; }
 
   void copy_data(void* dest, const void* src, std::size_t count) const override {
     std::memcpy(dest, src, count);
   }
 
  private:
-  struct Context {
+  struct Block {
     c10::DataPtr inner;
     int64_t bytes;
-    CountingAllocator* self;
   };
   explicit CountingAllocator(c10::Allocator* base) : base_(base) {}
   static void release(void* p) {
-    auto* ctx = static_cast<Context*>(p);
-    ctx->self->live_.fetch_sub(ctx->bytes);
-    delete ctx;  // frees the storage through the wrapped allocator
+    CountingAllocator& self = install();
+    c10::DataPtr inner;  // frees the storage through the wrapped allocator, outside the lock
+    {
+      std::lock_guard<std::mutex> lock(self.mutex_);
+      auto it = self.blocks_.find(p);
+      if (it == self.blocks_.end()) return;
+      inner = std::move(it->second.inner);
+      self.live_.fetch_sub(it->second.bytes);
+      self.blocks_.erase(it);
+    }
   }
 
   c10::Allocator* base_;
   std::atomic<int64_t> live_{0};
   std::atomic<int64_t> peak_{0};
+  std::mutex mutex_;
+  std::unordered_map<void*, Block> blocks_;
 };
 
 }  // namespace zerotrain::testing
