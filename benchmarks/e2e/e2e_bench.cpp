@@ -19,7 +19,10 @@
 //   build/benchmarks/e2e_bench overhead [--layers 4 --width 256 --context 128 --batch 16]
 //       [--steps 10 --rounds 5 --threads 2 --device cpu|cuda --dtype fp32|bf16]
 //   torchrun --no-python --standalone --nproc-per-node=N build/benchmarks/e2e_bench scaling --stage S ...
-//   benchmarks/e2e/scaling.sh   (N = 1, 2; stages 0-3)
+//   benchmarks/e2e/scaling.sh   (N = 1, 2; stages 0-3; stage 3 with and without prefetch)
+//   Stage 3: --prefetch-bucket N (stage3_prefetch_bucket_size; 0: no prefetch) and
+//   --persistence N (stage3_param_persistence_threshold). Its model states are the
+//   shard and the step's peak window of gathered units (memory_report()).
 //
 // GPU (when one is available): GPT-2 124M in bf16 at world size 1,
 //   e2e_bench overhead --device cuda --dtype bf16 --layers 12 --width 768 --heads 12 --context 1024 --batch 8
@@ -50,6 +53,8 @@ struct Args {
   std::string mode;
   gpt::GptConfig model{256, 128, 4, 4, 256};
   int64_t batch = 16, steps = 10, rounds = 5, threads = 0, stage = 2;
+  // Stage 3 (-1: the config's defaults).
+  int64_t prefetch_bucket = -1, persistence = -1;
   std::string device = "cpu", dtype = "fp32", data = "/usr/share/games/fortunes";
 };
 
@@ -67,6 +72,8 @@ Args parse(int argc, char** argv) {
     else if (k == "--rounds") a.rounds = std::stoll(v);
     else if (k == "--threads") a.threads = std::stoll(v);
     else if (k == "--stage") a.stage = std::stoll(v);
+    else if (k == "--prefetch-bucket") a.prefetch_bucket = std::stoll(v);
+    else if (k == "--persistence") a.persistence = std::stoll(v);
     else if (k == "--device") a.device = v;
     else if (k == "--dtype") a.dtype = v;
     else if (k == "--data") a.data = v;
@@ -89,6 +96,8 @@ zerotrain::Config engine_config(const Args& a, int64_t stage) {
       {"zero_optimization", {{"stage", stage}, {"overlap_comm", true}}},
   };
   if (a.dtype == "bf16") j["bf16"] = {{"enabled", true}};
+  if (stage == 3 && a.prefetch_bucket >= 0) j["zero_optimization"]["stage3_prefetch_bucket_size"] = a.prefetch_bucket;
+  if (stage == 3 && a.persistence >= 0) j["zero_optimization"]["stage3_param_persistence_threshold"] = a.persistence;
   return zerotrain::Config::from_json(j);
 }
 
@@ -281,7 +290,9 @@ void run_scaling(const Args& a) {
       times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
   const zerotrain::MemoryReport mem = engine->memory_report();
-  const int64_t states = mem.parameters + mem.gradients + mem.master_weights + mem.optimizer_states;
+  // Stage 3: the shard and the step's peak window of gathered units.
+  const int64_t params = a.stage == 3 ? mem.parameter_shard + mem.peak_gathered_parameters : mem.parameters;
+  const int64_t states = params + mem.gradients + mem.master_weights + mem.optimizer_states;
   const int64_t rss = zerotrain::monitor::peak_memory_bytes(torch::kCPU);
   // Every rank's median step time and memory, to rank 0.
   const std::vector<double> all = zerotrain::comm_detail::all_gather_values(
@@ -299,6 +310,16 @@ void run_scaling(const Args& a) {
   eo.parameters = a.model.parameter_count();
   eo.world_size = world;
   eo.dtype = a.dtype == "bf16" ? zerotrain::DType::kBFloat16 : zerotrain::DType::kFloat32;
+  if (a.stage == 3) {
+    // The window: units that stay gathered, the largest unit, the prefetch bucket.
+    const zerotrain::Stage3Config& s3 = engine->config().zero().stage3;
+    for (const zerotrain::UnitInfo& u : engine->units()) {
+      if (!u.has_triggers || u.numel <= s3.param_persistence_threshold) eo.persistent += u.numel;
+      else eo.largest_unit = std::max(eo.largest_unit, u.numel);
+    }
+    eo.prefetch_bucket = s3.prefetch_bucket_size;
+    eo.max_live = s3.max_live_parameters;
+  }
   const int64_t predicted = zerotrain::estimate_model_states(eo, static_cast<int>(a.stage)).device_total();
   const double tokens = static_cast<double>(a.batch * a.model.context * world);
   std::printf("| %d | %lld | %.1f | %.0f | %s | %s | %.2f | %s |\n", world, static_cast<long long>(a.stage),

@@ -54,12 +54,32 @@ at::Tensor CausalSelfAttentionImpl::forward(const at::Tensor& x) {
   return proj->forward(y.transpose(1, 2).reshape({b, t, c}));
 }
 
+namespace {
+
+// GPT-2's initialisation of one parameter by its name.
+void init_gpt2(const std::string& name, at::Tensor& p, int64_t layers) {
+  if (name.find("ln") != std::string::npos) return;  // LayerNorms keep (1, 0)
+  if (name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0) {
+    p.zero_();
+  } else if (name.find("proj.weight") != std::string::npos || name.find("fc_out.weight") != std::string::npos) {
+    p.normal_(0.0, 0.02 / std::sqrt(2.0 * static_cast<double>(layers)));
+  } else {
+    p.normal_(0.0, 0.02);
+  }
+}
+
+}  // namespace
+
 BlockImpl::BlockImpl(const GptConfig& c) {
   ln1 = register_module("ln1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.width})));
   attn = register_module("attn", CausalSelfAttention(c));
   ln2 = register_module("ln2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.width})));
   fc = register_module("fc", torch::nn::Linear(c.width, 4 * c.width));
   fc_out = register_module("fc_out", torch::nn::Linear(4 * c.width, c.width));
+  // In the block's own constructor, so that a block built in a
+  // zerotrain::ShardedInit scope is initialised before it is sharded.
+  torch::NoGradGuard no_grad;
+  for (auto& item : named_parameters()) init_gpt2(item.key(), item.value(), c.layers);
 }
 
 at::Tensor BlockImpl::forward(const at::Tensor& x) {
@@ -79,21 +99,10 @@ GptImpl::GptImpl(const GptConfig& c) : config_(c) {
 }
 
 void GptImpl::reset_parameters() {
+  // The blocks initialise themselves (BlockImpl's constructor).
   torch::NoGradGuard no_grad;
-  const double residual_std = 0.02 / std::sqrt(2.0 * static_cast<double>(config_.layers));
-  for (auto& item : named_parameters()) {
-    const std::string& name = item.key();
-    at::Tensor& p = item.value();
-    if (name.find("ln") != std::string::npos) continue;  // LayerNorms keep (1, 0)
-    if (name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0) {
-      p.zero_();
-    } else if (name.find("proj.weight") != std::string::npos ||
-               name.find("fc_out.weight") != std::string::npos) {
-      p.normal_(0.0, residual_std);
-    } else {
-      p.normal_(0.0, 0.02);
-    }
-  }
+  for (auto& item : named_parameters())
+    if (item.key().rfind("blocks.", 0) != 0) init_gpt2(item.key(), item.value(), config_.layers);
 }
 
 std::vector<at::Tensor> GptImpl::decayed_parameters() {

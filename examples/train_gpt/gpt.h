@@ -63,6 +63,7 @@ class GptImpl : public torch::nn::Module {
   const GptConfig& config() const { return config_; }
   /// GPT-2's initialisation: N(0, 0.02), residual projections scaled by
   /// 1/sqrt(2 x layers), zero biases. Deterministic given torch::manual_seed.
+  /// The blocks apply it to themselves as they are built; this covers the rest.
   void reset_parameters();
   /// Weight-decayed (matrices and embeddings) and not (biases, LayerNorm).
   std::vector<at::Tensor> decayed_parameters();

@@ -288,8 +288,9 @@ class Engine {
 };
 
 /// The settings of a valid config that this version's engine does not run
-/// yet (stage 3, optimizer offload, activation checkpointing, no optimizer
-/// section), each with its JSON path and what to do instead. initialize()
+/// yet (parameter and optimizer offload, activation checkpointing, the
+/// stage-3 keys for DeepSpeed's other fetch strategies, no optimizer section),
+/// each with its JSON path and what to do instead. initialize()
 /// throws them as one ConfigError; `zerotrain config check` reports the same.
 std::vector<ConfigProblem> unsupported_settings(const Config& config);
 

@@ -5,14 +5,26 @@
 # monitors must have logged every step (CSV rows appended across the resume,
 # TensorBoard files readable by TensorBoard, a plot written).
 #
-#   train_gpt_resume.sh TRAIN_GPT ZEROTRAIN_CLI TORCHRUN PYTHON SOURCE_DIR WORK_DIR
+#   train_gpt_resume.sh TRAIN_GPT ZEROTRAIN_CLI TORCHRUN PYTHON SOURCE_DIR WORK_DIR [CONFIG]
+#
+# CONFIG: a file in configs/ (default train_gpt_zero2.json).
 set -euo pipefail
-train_gpt=$1 cli=$2 torchrun=$3 python=$4 src=$5 work=$6
+train_gpt=$1 cli=$2 torchrun=$3 python=$4 src=$5 work=$6 config=${7:-train_gpt_zero2.json}
 rm -rf "$work" && mkdir -p "$work/straight" "$work/resumed"
 fail() { echo "FAIL: $*" >&2; exit 1; }
-# The example's config, printing every 5 steps instead of 50.
-"$python" -c 'import json, sys; c = json.load(open(sys.argv[1])); c["steps_per_print"] = 5; json.dump(c, open(sys.argv[2], "w"))' \
-  "$src/configs/train_gpt_zero2.json" "$work/config.json"
+# The example's config, printing every 5 steps instead of 50, its monitors
+# under runs/train_gpt; at stage 3 every block (tiny here) is gathered and
+# released rather than persistent.
+"$python" - "$src/configs/$config" "$work/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["steps_per_print"] = 5
+for monitor in ("csv_monitor", "tensorboard"):
+    c[monitor]["job_name"] = "train_gpt"
+if c["zero_optimization"]["stage"] == 3:
+    c["zero_optimization"]["stage3_param_persistence_threshold"] = 0
+json.dump(c, open(sys.argv[2], "w"))
+PY
 
 run() {  # run DIR ARGS...: train_gpt in DIR on 2 ranks, output to DIR/log
   local dir=$1; shift
