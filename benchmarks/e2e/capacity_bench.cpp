@@ -8,7 +8,8 @@
 // steps, above what was live before. A width fits when every rank's peak is
 // within the cap. At stage 3 the model is built in a zerotrain::ShardedInit
 // scope (DeepSpeed's zero.Init), and each block is gathered for its forward
-// and backward only (persistence threshold 0, a prefetch bucket of one block).
+// and backward only (persistence threshold 0, a prefetch bucket of one block,
+// reuse distance 0).
 // The estimate is zerotrain::estimate_model_states with the stage-3 window
 // (the root unit, which has no triggers and stays gathered, the largest
 // block and the prefetch bucket); the measured peak adds activations, Gloo's
@@ -75,6 +76,7 @@ zerotrain::Config config_for(const Args& a, int stage, int64_t block_numel) {
   if (stage == 3) {
     j["zero_optimization"]["stage3_param_persistence_threshold"] = 0;
     j["zero_optimization"]["stage3_prefetch_bucket_size"] = block_numel;
+    j["zero_optimization"]["stage3_max_reuse_distance"] = 0;
   }
   if (a.dtype == "bf16") j["bf16"] = {{"enabled", true}};
   return zerotrain::Config::from_json(j);

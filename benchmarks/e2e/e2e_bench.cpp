@@ -19,6 +19,13 @@
 //   build/benchmarks/e2e_bench overhead [--layers 4 --width 256 --context 128 --batch 16]
 //       [--steps 10 --rounds 5 --threads 2 --device cpu|cuda --dtype fp32|bf16]
 //   torchrun --no-python --standalone --nproc-per-node=N build/benchmarks/e2e_bench scaling --stage S ...
+//
+// stage3 (under torchrun): ZeRO stage 3 against stage 2, one model and engine
+//   each, interleaved round by round as in overhead: stage 2, stage 3
+//   prefetching one block ahead, and stage 3 without prefetch (blocks never
+//   persistent, DeepSpeed's default reuse distance). Prints the slowest rank's
+//   median ms/step and each row's time over stage 2's.
+//   torchrun --no-python --standalone --nproc-per-node=2 build/benchmarks/e2e_bench stage3 [--steps 5 --rounds 5]
 //   benchmarks/e2e/scaling.sh   (N = 1, 2; stages 0-3; stage 3 with and without prefetch)
 //   Stage 3: --prefetch-bucket N (stage3_prefetch_bucket_size; 0: no prefetch) and
 //   --persistence N (stage3_param_persistence_threshold). Its model states are the
@@ -62,8 +69,8 @@ Args parse(int argc, char** argv) {
   Args a;
   if (argc < 2) throw std::invalid_argument("e2e_bench: the first argument is the mode: overhead or scaling");
   a.mode = argv[1];
-  if (a.mode != "overhead" && a.mode != "scaling")
-    throw std::invalid_argument("e2e_bench: unknown mode " + a.mode + " (overhead or scaling)");
+  if (a.mode != "overhead" && a.mode != "scaling" && a.mode != "stage3")
+    throw std::invalid_argument("e2e_bench: unknown mode " + a.mode + " (overhead, scaling or stage3)");
   for (int i = 2; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (a.model.set_option(k, v)) continue;
@@ -318,6 +325,7 @@ void run_scaling(const Args& a) {
       else eo.largest_unit = std::max(eo.largest_unit, u.numel);
     }
     eo.prefetch_bucket = s3.prefetch_bucket_size;
+    eo.reuse_distance = s3.max_reuse_distance;
     eo.max_live = s3.max_live_parameters;
   }
   const int64_t predicted = zerotrain::estimate_model_states(eo, static_cast<int>(a.stage)).device_total();
@@ -328,12 +336,76 @@ void run_scaling(const Args& a) {
               static_cast<double>(states) / static_cast<double>(predicted), rss_list.c_str());
 }
 
+void run_stage3(const Args& a) {
+  auto comm = zerotrain::init_distributed();
+  const int rank = comm->rank();
+  const Batches data = make_batches(a, a.steps * (a.rounds + 1), rank);
+  const int64_t block = 12 * a.model.width * a.model.width + 13 * a.model.width;
+  struct Row {
+    std::string name;
+    int64_t stage, prefetch;
+  };
+  const std::vector<Row> rows{{"stage 2", 2, -1},
+                              {"stage 3, prefetch one block (" + std::to_string(block) + " elements)", 3, block},
+                              {"stage 3, no prefetch", 3, 0}};
+  std::vector<std::shared_ptr<void>> keep;
+  std::vector<Method> methods;
+  for (const Row& row : rows) {
+    Args ra = a;
+    ra.prefetch_bucket = row.prefetch;
+    ra.persistence = 0;
+    auto m = std::make_shared<gpt::Gpt>(make_model(a));
+    zerotrain::InitOptions o;
+    o.communicator = comm;
+    auto e = std::make_shared<zerotrain::Engine>(zerotrain::initialize(m->ptr(), engine_config(ra, row.stage), o));
+    keep.push_back(m);
+    keep.push_back(e);
+    methods.push_back([&data, m, e](int64_t first, int64_t steps) {
+      double last = 0;
+      for (int64_t i = first; i < first + steps; ++i) {
+        at::Tensor loss = gpt::next_token_loss(*m, data.x[size_t(i)], data.y[size_t(i)]);
+        e->backward(loss);
+        e->step();
+        last = loss.item<double>();
+      }
+      return last;
+    });
+  }
+  std::vector<std::vector<double>> per_step(methods.size());
+  std::vector<double> last_loss(methods.size());
+  for (int64_t r = 0; r <= a.rounds; ++r)
+    for (size_t k = 0; k < methods.size(); ++k) {
+      sync(a.device);
+      const auto start = std::chrono::steady_clock::now();
+      last_loss[k] = methods[k](r * a.steps, a.steps);
+      sync(a.device);
+      const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (r > 0) per_step[k].push_back(t / static_cast<double>(a.steps));
+    }
+  std::vector<double> medians;
+  for (const auto& v : per_step) medians.push_back(median(v));
+  const std::vector<double> all = zerotrain::comm_detail::all_gather_values(*comm, torch::Device(a.device), medians);
+  if (rank != 0) return;
+  std::vector<double> slowest(methods.size(), 0);
+  for (size_t i = 0; i < all.size(); ++i) slowest[i % methods.size()] = std::max(slowest[i % methods.size()], all[i]);
+  std::printf("model: %s, %.2fM parameters, %s, batch %lld x %lld tokens per rank, %d ranks; %lld steps x %lld "
+              "timed rounds, interleaved\n\n| configuration | ms/step (slowest rank) | time / stage 2 | final loss |\n"
+              "|---|---|---|---|\n",
+              a.model.to_string().c_str(), static_cast<double>(a.model.parameter_count()) / 1e6, a.dtype.c_str(),
+              static_cast<long long>(a.batch), static_cast<long long>(a.model.context), comm->world_size(),
+              static_cast<long long>(a.steps), static_cast<long long>(a.rounds));
+  for (size_t k = 0; k < methods.size(); ++k)
+    std::printf("| %s | %.1f | %.3fx | %.4f |\n", rows[k].name.c_str(), slowest[k] * 1e3, slowest[k] / slowest[0],
+                last_loss[k]);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) try {
   const Args a = parse(argc, argv);
   if (a.threads > 0) at::set_num_threads(static_cast<int>(a.threads));
   if (a.mode == "overhead") run_overhead(a);
+  else if (a.mode == "stage3") run_stage3(a);
   else run_scaling(a);
   return 0;
 } catch (const c10::Error& e) {

@@ -13,9 +13,11 @@
 //
 // Stage 3 holds full parameters only while they are used: on top of its
 // shards, the units gathered at one time (docs/stage3.md): the persistent
-// units, the unit running and the prefetch window, at most
-//   persistent + largest unit + stage3_prefetch_bucket_size elements,
-// capped by stage3_max_live_parameters (gathered_parameters below).
+// units, the unit running, the prefetch window and the units kept between
+// their forward and backward for reuse, at most
+//   persistent + largest unit + stage3_prefetch_bucket_size
+//     + stage3_max_reuse_distance elements,
+// capped by stage3_max_live_parameters and by the model (gathered_parameters below).
 
 #include <cstdint>
 #include <string>
@@ -34,6 +36,7 @@ struct EstimateOptions {
   int64_t largest_unit = 0;
   int64_t prefetch_bucket = 0;
   int64_t persistent = 0;
+  int64_t reuse_distance = 0;
   int64_t max_live = INT64_MAX;
 };
 

@@ -1,6 +1,6 @@
 // `zerotrain estimate --params N [--world-size W] [--stage S] [--dtype bf16|fp16|fp32]
 //                     [--offload-optimizer] [--largest-unit N] [--prefetch-bucket N]
-//                     [--persistent N] [--max-live N] [--json]`
+//                     [--persistent N] [--reuse-distance N] [--max-live N] [--json]`
 //
 // Per-rank bytes of model states by the ZeRO formulas (include/zerotrain/estimate.h):
 // a table for people, JSON for programs. Without --stage, every stage is listed.
@@ -29,6 +29,7 @@ struct EstimateArgs {
   std::string largest_unit = "0";
   std::string prefetch_bucket = "0";
   std::string persistent = "0";
+  std::string reuse_distance = "0";
   std::string max_live;
   bool json = false;
 };
@@ -80,6 +81,7 @@ int run_estimate(const EstimateArgs& args) {
   } window[] = {{"--largest-unit", args.largest_unit, options.largest_unit},
                 {"--prefetch-bucket", args.prefetch_bucket, options.prefetch_bucket},
                 {"--persistent", args.persistent, options.persistent},
+                {"--reuse-distance", args.reuse_distance, options.reuse_distance},
                 {"--max-live", args.max_live, options.max_live}};
   for (const auto& w : window) {
     if (w.text.empty() || w.text == "0") continue;
@@ -140,7 +142,8 @@ int run_estimate(const EstimateArgs& args) {
     std::printf("\n");
   }
   std::cout << "\n\"gathered\": stage 3's full parameters held at one time (persistent units, the largest "
-               "unit and the prefetch bucket; pass --largest-unit and --prefetch-bucket).\n"
+               "unit, the prefetch bucket and the reuse distance; pass --largest-unit, --prefetch-bucket and "
+               "--reuse-distance).\n"
                "Activations, communication buffers and allocator fragmentation come on top.\n";
   return kExitOk;
 }
@@ -158,6 +161,7 @@ void add_estimate_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--largest-unit", args->largest_unit, "Stage 3: elements of the largest unit");
   cmd->add_option("--prefetch-bucket", args->prefetch_bucket, "Stage 3: stage3_prefetch_bucket_size");
   cmd->add_option("--persistent", args->persistent, "Stage 3: elements of the persistent units");
+  cmd->add_option("--reuse-distance", args->reuse_distance, "Stage 3: stage3_max_reuse_distance (default 0)");
   cmd->add_option("--max-live", args->max_live, "Stage 3: stage3_max_live_parameters");
   cmd->add_flag("--json", args->json, "Print JSON");
   cmd->callback([args, &exit_code] { exit_code = run_estimate(*args); });

@@ -17,8 +17,9 @@ ModelStateBytes estimate_model_states(const EstimateOptions& o, int stage) {
   if (o.offload_optimizer && stage == 0) {
     throw std::invalid_argument("optimizer offload needs ZeRO stage 1, 2 or 3");
   }
-  if (o.largest_unit < 0 || o.prefetch_bucket < 0 || o.persistent < 0 || o.max_live < 0) {
-    throw std::invalid_argument("the largest unit, prefetch bucket, persistent and max-live counts must be >= 0");
+  if (o.largest_unit < 0 || o.prefetch_bucket < 0 || o.persistent < 0 || o.reuse_distance < 0 || o.max_live < 0) {
+    throw std::invalid_argument(
+        "the largest unit, prefetch bucket, persistent, reuse distance and max-live counts must be >= 0");
   }
   const bool mixed = o.dtype != DType::kFloat32;
   const int64_t param_bytes = mixed ? 2 : 4;
@@ -40,7 +41,9 @@ ModelStateBytes estimate_model_states(const EstimateOptions& o, int stage) {
   const int64_t states = optimizer_bytes * (sharding.optimizer_states ? shard : full);
   (o.offload_optimizer ? b.host_optimizer_states : b.optimizer_states) = states;
   if (sharding.parameters) {
-    const int64_t window = std::min(o.max_live, o.persistent + o.largest_unit + o.prefetch_bucket);
+    const int64_t reuse = std::min(o.reuse_distance, full);  // a sum of element counts must not overflow
+    const int64_t window =
+        std::min(o.max_live, o.persistent + o.largest_unit + std::min(o.prefetch_bucket, full) + reuse);
     b.gathered_parameters = param_bytes * std::min(window, full);
   }
   return b;

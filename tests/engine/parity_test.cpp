@@ -1,5 +1,8 @@
-// ZeRO stages 0, 1 and 2 on N = 1, 2 and 4 ranks end where a single process
-// running LibTorch's own AdamW on the full batch ends.
+// ZeRO stages 0-3 on N = 1, 2 and 4 ranks end where a single process running
+// LibTorch's own AdamW on the full batch ends. Stage 3 runs marked models
+// (each layer gathered and released around its forward and backward), with
+// prefetch and without, with a weight tied across two units, and with a unit
+// that every rank skips on some steps (so later steps leave the recorded order).
 
 #include "engine/training.h"
 #include "comm/worker_util.h"
@@ -33,14 +36,25 @@ Tolerance tolerance(const std::string& dtype, double lr) {
   return {eps, 0.25 * kSteps * lr};
 }
 
+enum class Prefetch { kOn, kOff };
+
 int run_case(RankChecks& checks, const std::shared_ptr<Communicator>& comm, ModelKind kind,
-             int stage, const std::string& dtype, bool overlap) {
+             int stage, const std::string& dtype, bool overlap, Prefetch prefetch = Prefetch::kOn) {
   const int n = comm->world_size();
   const Config config = test_config(stage, dtype, kMicro, 1, 0.0, [&](nlohmann::json& j) {
     j["zero_optimization"]["overlap_comm"] = overlap;
+    if (prefetch == Prefetch::kOff) j["zero_optimization"]["stage3_prefetch_bucket_size"] = 0;
   });
   auto model = make_model(kind);
-  const Data data = make_data(*model, kSteps, kMicro * n);
+  Data data = make_data(*model, kSteps, kMicro * n);
+  if (kind == ModelKind::kSkippingMarkedMlp) {
+    // Every micro-batch of a step agrees on skipping the middle layer (the
+    // full-batch reference takes the same branch): skipped on steps 1, 4, 7.
+    for (int s = 0; s < kSteps; ++s) {
+      at::Tensor first = data.x[static_cast<size_t>(s)].select(1, 0);
+      first.copy_(first.abs().add(0.01).mul(s % 3 == 1 ? -1.0 : 1.0));
+    }
+  }
   InitOptions options;
   options.communicator = comm;
   Engine engine = initialize(model, config, options);
@@ -49,8 +63,10 @@ int run_case(RankChecks& checks, const std::shared_ptr<Communicator>& comm, Mode
   auto reference = make_model(kind);
   reference_train(*reference, config, data, kSteps);
   const Tolerance tol = tolerance(dtype, config.optimizer()->lr);
-  const std::string what = std::string(to_string(kind)) + " stage " + std::to_string(stage) + " " +
-                           dtype + (overlap ? " overlap" : "") + " N=" + std::to_string(n);
+  const std::string what = std::string(to_string(kind)) + " stage " + std::to_string(stage) + " " + dtype +
+                           (overlap ? " overlap" : "") + (prefetch == Prefetch::kOff ? " no-prefetch" : "") +
+                           " N=" + std::to_string(n);
+  GatheredParameters full = engine.gathered_parameters();  // stage 3 released them
   const auto got = model->named_parameters();
   const auto want = reference->named_parameters();
   double worst = 0;
@@ -76,6 +92,11 @@ int parity_worker() {
         run_case(checks, comm, kind, stage, dtype, /*overlap=*/stage == 2);
   // The other overlap setting of each stage, once.
   for (int stage : {0, 1, 2}) run_case(checks, comm, ModelKind::kMlp, stage, "fp32", stage != 2);
+  for (const char* dtype : {"fp32", "bf16", "fp16"}) run_case(checks, comm, ModelKind::kMarkedOddMlp, 3, dtype, true);
+  run_case(checks, comm, ModelKind::kMarkedOddMlp, 3, "fp32", false, Prefetch::kOff);
+  run_case(checks, comm, ModelKind::kTiedMarkedMlp, 3, "fp32", true);
+  run_case(checks, comm, ModelKind::kSkippingMarkedMlp, 3, "fp32", true);
+  run_case(checks, comm, ModelKind::kSkippingMarkedMlp, 3, "fp32", true, Prefetch::kOff);
   return checks.exit_code();
 }
 

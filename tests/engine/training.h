@@ -296,6 +296,10 @@ inline std::vector<double> reference_train(TestModel& m, const Config& c, const 
   for (int s = 0; s < steps; ++s) {
     opt.zero_grad();
     torch::mse_loss(m.forward(d.x[s]), d.y[s]).backward();
+    // A parameter that got no gradient (a skipped layer) has a zero one, as
+    // in DeepSpeed: Adam still decays its moments and applies weight decay.
+    for (at::Tensor& p : params)
+      if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
     const double clip = c.gradients().clipping;
     norms.push_back(torch::nn::utils::clip_grad_norm_(params, clip > 0 ? clip : 1e30));
     if (std::find(skip.begin(), skip.end(), s) == skip.end()) opt.step();

@@ -67,7 +67,7 @@ TEST(Estimate, OffloadMovesOptimizerStatesToHost) {
   EXPECT_THROW(estimate_model_states(o, 0), std::invalid_argument);
 }
 
-// Stage 3's gathered window: persistent + largest unit + prefetch bucket,
+// Stage 3's gathered window: persistent + largest unit + prefetch bucket + reuse distance,
 // capped by max_live and by the model; below stage 3 the parameters are whole
 // and no window is added. Catches a window counted in elements instead of
 // bytes, or added below stage 3.
@@ -85,6 +85,11 @@ TEST(Estimate, Stage3AddsTheGatheredWindow) {
   o.max_live = 200;
   EXPECT_EQ(estimate_model_states(o, 3).gathered_parameters, 2 * 200);
   o.max_live = INT64_MAX;
+  o.reuse_distance = 200;
+  EXPECT_EQ(estimate_model_states(o, 3).gathered_parameters, 2 * 480);
+  o.reuse_distance = 1'000'000'000;  // DeepSpeed's default: capped by the model
+  EXPECT_EQ(estimate_model_states(o, 3).gathered_parameters, 2 * 1000);
+  o.reuse_distance = 0;
   o.prefetch_bucket = 5000;
   EXPECT_EQ(estimate_model_states(o, 3).gathered_parameters, 2 * 1000);
   o.largest_unit = -1;
