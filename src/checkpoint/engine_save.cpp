@@ -213,9 +213,11 @@ std::string save_16bit_model(const EngineParts& e, const std::string& dir, const
   const std::string tmp = path + ".partial";
   const bool rank0 = e.comm.rank() == 0;
   const std::vector<std::pair<std::string, at::Tensor>> tensors = e.access.state_tensors();
-  std::unordered_map<std::string, int> unit_of;  // trainable parameters by name
-  for (size_t p = 0; p < model.param_names().size(); ++p)
-    unit_of.emplace(model.param_names()[p], model.layout().place(static_cast<int>(p)).unit);
+  // A trainable parameter is a view of its unit's flat buffer: its storage
+  // names the unit, under every name a tied parameter is registered with.
+  std::unordered_map<const c10::StorageImpl*, int> unit_of;
+  for (const zero::FlatUnit& u : model.units())
+    unit_of.emplace(u.flat_params().storage().unsafeGetStorageImpl(), u.index());
   std::string err;
   std::unique_ptr<ModelFileWriter> writer;
   if (rank0)
@@ -229,7 +231,7 @@ std::string save_16bit_model(const EngineParts& e, const std::string& dir, const
   // gathered at a time (the file is written on rank 0 only).
   int held = -1;
   for (const auto& [name, t] : tensors) {
-    const auto it = unit_of.find(name);
+    const auto it = unit_of.find(t.storage().unsafeGetStorageImpl());
     const int unit = it == unit_of.end() ? -1 : it->second;
     if (unit != held && held >= 0) {
       model.release({held});

@@ -257,7 +257,8 @@ TEST(Checkpoint, ExportsConsolidatedWeightsThatPythonReads) {
 // export of a checkpoint of the same step holds. Without
 // stage3_gather_16bit_weights_on_model_save it is refused, as DeepSpeed does.
 // What this catches: a file written from released (or rank-local) storage,
-// every unit gathered at once, or units left gathered after the save.
+// every unit gathered at once, or units left gathered after the save; a
+// tied weight's second name read from a released unit.
 ZT_WORKER(ckpt_stage3_model_file) {
   auto comm = init_distributed();
   RankChecks checks(comm->rank());
@@ -291,6 +292,21 @@ ZT_WORKER(ckpt_stage3_model_file) {
                               io);
   const std::string err = error_of([&] { refused.save_16bit_model(dir, "refused.safetensors"); });
   checks.require(err.find("stage3_gather_16bit_weights_on_model_save") != std::string::npos, "refused: " + err);
+
+  // A weight tied across two units is written under both its names, each
+  // time from a gathered unit.
+  auto tied = make_model(ModelKind::kTiedMarkedMlp);
+  Engine te = initialize(tied, case_config(3, "fp32", comm->world_size()), io);
+  const Data tied_data = make_data(*tied, 1, kGlobalBatch);
+  engine_step(te, *tied, tied_data, 0, kGlobalBatch / comm->world_size());
+  te.save_16bit_model(dir, "tied.safetensors");
+  const at::Tensor master = te.full_fp32_param("l2.weight");
+  if (comm->rank() == 0) {
+    const std::map<std::string, at::Tensor> file = read_safetensors(dir + "/tied.safetensors");
+    for (const char* name : {"l2.weight", "l3.weight"})
+      checks.require(file.count(name) && same_bits(file.at(name), master),
+                     std::string("tied weight written as ") + name);
+  }
   return checks.exit_code();
 }
 
