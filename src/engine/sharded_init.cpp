@@ -98,7 +98,8 @@ ShardedInit::ShardedInit(std::shared_ptr<Communicator> comm, const Config& confi
 }
 
 ShardedInit::~ShardedInit() {
-  if (open_) finish();
+  // Without finish() (an exception while building): close without throwing.
+  if (open_ && open_scope == this) open_scope = outer_;
 }
 
 void ShardedInit::finish() {
