@@ -128,6 +128,31 @@ void sync(const std::string& device) {
 // One training method: runs `steps` steps from `batches` starting at batch `first`; returns the last loss.
 using Method = std::function<double(int64_t first, int64_t steps)>;
 
+struct Batches;
+
+// A zerotrain engine's steps over `data`.
+Method engine_method(const Batches& data, std::shared_ptr<gpt::Gpt> m, std::shared_ptr<zerotrain::Engine> e);
+
+struct Interleaved {
+  std::vector<std::vector<double>> per_step;  // seconds per step, each timed round, per method
+  std::vector<double> last_loss;
+};
+
+// Round 0 warms up (allocations, optimizer state); rounds 1.. are timed, methods interleaved.
+Interleaved interleave(const std::vector<Method>& methods, const Args& a) {
+  Interleaved out{std::vector<std::vector<double>>(methods.size()), std::vector<double>(methods.size())};
+  for (int64_t r = 0; r <= a.rounds; ++r)
+    for (size_t k = 0; k < methods.size(); ++k) {
+      sync(a.device);
+      const auto start = std::chrono::steady_clock::now();
+      out.last_loss[k] = methods[k](r * a.steps, a.steps);
+      sync(a.device);
+      const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (r > 0) out.per_step[k].push_back(t / static_cast<double>(a.steps));
+    }
+  return out;
+}
+
 struct Batches {
   std::vector<at::Tensor> x, y;
 };
@@ -143,6 +168,19 @@ Batches make_batches(const Args& a, int64_t count, int rank) {
     b.y.push_back(y.to(torch::Device(a.device)));
   }
   return b;
+}
+
+Method engine_method(const Batches& data, std::shared_ptr<gpt::Gpt> m, std::shared_ptr<zerotrain::Engine> e) {
+  return [&data, m, e](int64_t first, int64_t steps) {
+    double last = 0;
+    for (int64_t i = first; i < first + steps; ++i) {
+      at::Tensor loss = gpt::next_token_loss(*m, data.x[size_t(i)], data.y[size_t(i)]);
+      e->backward(loss);
+      e->step();
+      last = loss.item<double>();
+    }
+    return last;
+  };
 }
 
 void run_overhead(const Args& a) {
@@ -218,30 +256,11 @@ void run_overhead(const Args& a) {
     keep.push_back(m);
     keep.push_back(e);
     names.push_back("zerotrain ZeRO stage " + std::to_string(stage));
-    methods.push_back([&data, m, e](int64_t first, int64_t steps) {
-      double last = 0;
-      for (int64_t i = first; i < first + steps; ++i) {
-        at::Tensor loss = gpt::next_token_loss(*m, data.x[size_t(i)], data.y[size_t(i)]);
-        e->backward(loss);
-        e->step();
-        last = loss.item<double>();
-      }
-      return last;
-    });
+    methods.push_back(engine_method(data, m, e));
   }
-
-  // Round 0 warms up (allocations, optimizer state); rounds 1.. are timed, methods interleaved.
-  std::vector<std::vector<double>> per_step(methods.size());
-  std::vector<double> last_loss(methods.size());
-  for (int64_t r = 0; r <= a.rounds; ++r)
-    for (size_t k = 0; k < methods.size(); ++k) {
-      sync(a.device);
-      const auto start = std::chrono::steady_clock::now();
-      last_loss[k] = methods[k](r * a.steps, a.steps);
-      sync(a.device);
-      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      if (r > 0) per_step[k].push_back(s / static_cast<double>(a.steps));
-    }
+  const Interleaved timed = interleave(methods, a);
+  const std::vector<std::vector<double>>& per_step = timed.per_step;
+  const std::vector<double>& last_loss = timed.last_loss;
 
   const double tokens = static_cast<double>(a.batch * a.model.context);
   const double fused = median(per_step[1]), libtorch = median(per_step[0]);
@@ -348,7 +367,6 @@ void run_stage3(const Args& a) {
   const std::vector<Row> rows{{"stage 2", 2, -1},
                               {"stage 3, prefetch one block (" + std::to_string(block) + " elements)", 3, block},
                               {"stage 3, no prefetch", 3, 0}};
-  std::vector<std::shared_ptr<void>> keep;
   std::vector<Method> methods;
   for (const Row& row : rows) {
     Args ra = a;
@@ -358,32 +376,12 @@ void run_stage3(const Args& a) {
     zerotrain::InitOptions o;
     o.communicator = comm;
     auto e = std::make_shared<zerotrain::Engine>(zerotrain::initialize(m->ptr(), engine_config(ra, row.stage), o));
-    keep.push_back(m);
-    keep.push_back(e);
-    methods.push_back([&data, m, e](int64_t first, int64_t steps) {
-      double last = 0;
-      for (int64_t i = first; i < first + steps; ++i) {
-        at::Tensor loss = gpt::next_token_loss(*m, data.x[size_t(i)], data.y[size_t(i)]);
-        e->backward(loss);
-        e->step();
-        last = loss.item<double>();
-      }
-      return last;
-    });
+    methods.push_back(engine_method(data, m, e));
   }
-  std::vector<std::vector<double>> per_step(methods.size());
-  std::vector<double> last_loss(methods.size());
-  for (int64_t r = 0; r <= a.rounds; ++r)
-    for (size_t k = 0; k < methods.size(); ++k) {
-      sync(a.device);
-      const auto start = std::chrono::steady_clock::now();
-      last_loss[k] = methods[k](r * a.steps, a.steps);
-      sync(a.device);
-      const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      if (r > 0) per_step[k].push_back(t / static_cast<double>(a.steps));
-    }
+  const Interleaved timed = interleave(methods, a);
+  const std::vector<double>& last_loss = timed.last_loss;
   std::vector<double> medians;
-  for (const auto& v : per_step) medians.push_back(median(v));
+  for (const auto& v : timed.per_step) medians.push_back(median(v));
   const std::vector<double> all = zerotrain::comm_detail::all_gather_values(*comm, torch::Device(a.device), medians);
   if (rank != 0) return;
   std::vector<double> slowest(methods.size(), 0);
