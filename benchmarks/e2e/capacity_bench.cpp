@@ -152,10 +152,12 @@ int main(int argc, char** argv) try {
                 static_cast<long long>(a.model.layers), static_cast<long long>(a.model.context),
                 static_cast<long long>(a.batch), static_cast<long long>(a.widths.front()),
                 static_cast<long long>(a.widths.back()));
-    std::printf("| stage | widest that fits (measured) | parameters | measured peak | estimate | widest the "
-                "estimate fits | next width's measured peak |\n|---|---|---|---|---|---|---|\n");
+    std::printf("| stage | widest that fits (measured) | parameters | parameters / stage 0's | measured peak | "
+                "estimate | widest the estimate fits | next width's measured peak |\n"
+                "|---|---|---|---|---|---|---|---|\n");
   }
   const gpt::Corpus corpus = gpt::load_fortunes("/usr/share/games/fortunes");
+  int64_t stage0_params = 0;  // the baseline, measured in this run
   for (int stage = 0; stage <= 3; ++stage) {
     std::optional<std::pair<int64_t, int64_t>> best, first_over;  // width, measured peak
     for (int64_t width : a.widths) {
@@ -171,16 +173,21 @@ int main(int argc, char** argv) try {
       if (estimate(a, stage, width, comm->world_size()) <= cap) estimate_best = width;
     if (!print) continue;
     if (!best) {
-      std::printf("| %d | none of the widths | | | | | |\n", stage);
+      std::printf("| %d | none of the widths | | | | | | |\n", stage);
       continue;
     }
     gpt::GptConfig m = a.model;
     m.width = best->first;
+    if (stage == 0) stage0_params = m.parameter_count();
+    char ratio[32] = "-";
+    if (stage0_params > 0)
+      std::snprintf(ratio, sizeof ratio, "%.2fx", static_cast<double>(m.parameter_count()) / stage0_params);
     const std::string next =
         first_over ? std::to_string(first_over->first) + ": " + zerotrain::format_bytes(first_over->second)
                    : std::string("(the ladder ends)");
-    std::printf("| %d | %lld | %.2fM | %s | %s | %s | %s |\n", stage, static_cast<long long>(best->first),
-                static_cast<double>(m.parameter_count()) / 1e6, zerotrain::format_bytes(best->second).c_str(),
+    std::printf("| %d | %lld | %.2fM | %s | %s | %s | %s | %s |\n", stage, static_cast<long long>(best->first),
+                static_cast<double>(m.parameter_count()) / 1e6, ratio,
+                zerotrain::format_bytes(best->second).c_str(),
                 zerotrain::format_bytes(estimate(a, stage, best->first, comm->world_size())).c_str(),
                 estimate_best ? std::to_string(*estimate_best).c_str() : "none", next.c_str());
     std::fflush(stdout);

@@ -43,19 +43,15 @@ GatherScheduler::GatherScheduler(std::vector<FlatUnit>& units, const OwnedState&
   // trusted from the start; the persistent ones among them are gathered now.
   std::vector<int> persistent_released;
   for (size_t u = 0; u < units_.size(); ++u) {
-    if (units_[u].param_state() != ParamState::kSharded) continue;
+    if (units_[u].param_state() != ParamState::kSharded) {
+      live_numel_ += units_[u].layout().flat.padded_numel();
+      continue;
+    }
     observed_[u] = 1;
     if (persistent_[u]) persistent_released.push_back(static_cast<int>(u));
   }
   gather_now(persistent_released);
   peak_live_numel_ = std::max(peak_live_numel_, live_numel());
-}
-
-int64_t GatherScheduler::live_numel() const {
-  int64_t n = 0;
-  for (const FlatUnit& u : units_)
-    if (u.param_state() != ParamState::kSharded) n += u.layout().flat.padded_numel();
-  return n;
 }
 
 void GatherScheduler::set_order(Pass pass, std::vector<int> order) {
@@ -156,6 +152,7 @@ void GatherScheduler::issue(const std::vector<int>& sorted_units) {
   for (int u : sorted_units) {
     if (in_flight_of_[static_cast<size_t>(u)] >= 0) wait(u);  // every rank issues the union, whatever it holds
     FlatUnit& U = units_[static_cast<size_t>(u)];
+    if (U.param_state() == ParamState::kSharded) live_numel_ += U.layout().flat.padded_numel();
     U.begin_gather();
     InFlight flight;
     flight.units = {u};
@@ -190,7 +187,13 @@ void GatherScheduler::release(int u) {
   if (U.param_state() != ParamState::kGathered || persistent(u) || !observed_[static_cast<size_t>(u)] ||
       holds_[static_cast<size_t>(u)] > 0)
     return;
+  free_unit(u);
+}
+
+void GatherScheduler::free_unit(int u) {
+  FlatUnit& U = units_[static_cast<size_t>(u)];
   U.release();
+  live_numel_ -= U.layout().flat.padded_numel();
   if (events_) events_(EngineEvent::Kind::kReleased, u);
 }
 
@@ -268,8 +271,7 @@ void GatherScheduler::release_held(const std::vector<int>& units) {
     if (--holds > 0) continue;
     FlatUnit& U = units_[static_cast<size_t>(u)];
     if (persistent(u) || U.param_state() != ParamState::kGathered) continue;
-    U.release();
-    if (events_) events_(EngineEvent::Kind::kReleased, u);
+    free_unit(u);
   }
 }
 

@@ -96,7 +96,7 @@ class GatherScheduler {
 
   bool persistent(int u) const { return persistent_.at(static_cast<size_t>(u)) != 0; }
   /// Elements of full parameters gathered or in flight now, persistent units included.
-  int64_t live_numel() const;
+  int64_t live_numel() const noexcept { return live_numel_; }
   /// The most live_numel() has been in the last window closed by
   /// close_window() (an optimizer step's), or since construction before the first.
   int64_t peak_live_numel() const noexcept { return last_peak_live_numel_ >= 0 ? last_peak_live_numel_ : peak_live_numel_; }
@@ -144,6 +144,8 @@ class GatherScheduler {
   void wait(int u);
   void wait_all();
   void release(int u);
+  /// Frees a gathered unit's buffer (kGathered -> kSharded), keeping live_numel_ in step.
+  void free_unit(int u);
   std::vector<int64_t> request_for(int u, Pass pass);
   bool reused_soon(int u) const;
   c10::Device device() const { return units_.front().flat_params().device(); }
@@ -167,6 +169,7 @@ class GatherScheduler {
   bool diverged_ = false;  // this pass: requests differed; no prefetch, no release
   bool warned_ = false;
   int64_t diverged_rounds_ = 0;
+  int64_t live_numel_ = 0;            // units not sharded: counted as the scheduler changes their state
   int64_t peak_live_numel_ = 0;       // in the window open now
   int64_t last_peak_live_numel_ = -1;  // in the last window closed
 };

@@ -67,13 +67,15 @@ ShardedModel::ShardedModel(ModelSpec spec, const CorePlan& plan, Communicator& r
   // One unit at a time: a model sharded at creation is never whole on a rank.
   units_.reserve(spec_.units.size());
   for (size_t u = 0; u < spec_.units.size(); ++u) {
-    const bool sharded_at_creation = materialize_pieces(static_cast<int>(u));
+    const size_t from_pieces = materialize_pieces(static_cast<int>(u));
+    const bool sharded_at_creation = from_pieces > 0;
     std::vector<at::Tensor> params;
     for (int p : layout_.unit(static_cast<int>(u)).params) params.push_back(spec_.params[static_cast<size_t>(p)].tensor);
     units_.emplace_back(static_cast<int>(u), display_name(spec_.units[u]), layout_.unit(static_cast<int>(u)),
                         std::move(params), /*full_grads=*/!policy_.gradients);
-    // Every rank starts from rank 0's parameters, as DeepSpeed's engine does.
-    reduce_comm_.broadcast(units_.back().flat_params(), 0).wait();
+    // Every rank starts from rank 0's parameters, as DeepSpeed's engine does
+    // (pieces were cut from rank 0's values already).
+    if (from_pieces < spec_.units[u].params.size()) reduce_comm_.broadcast(units_.back().flat_params(), 0).wait();
     owned_->take_values(static_cast<int>(u));
     // Note [A unit is released only once its triggers are seen] (gather_scheduler.h).
     if (sharded_at_creation && spec_.units[u].has_triggers) units_.back().release();
@@ -102,10 +104,10 @@ ShardedModel::ShardedModel(ModelSpec spec, const CorePlan& plan, Communicator& r
 
 ShardedModel::~ShardedModel() = default;
 
-bool ShardedModel::materialize_pieces(int u) {
+size_t ShardedModel::materialize_pieces(int u) {
   // Note [Sharded at creation] (src/engine/sharded_init.cpp): the unit's
   // parameters from every rank's pieces, just before its flat buffer takes them.
-  bool any = false;
+  size_t count = 0;
   c10::NoGradGuard no_grad;
   for (int p : spec_.units[static_cast<size_t>(u)].params) {
     NamedParameter& np = spec_.params[static_cast<size_t>(p)];
@@ -119,9 +121,9 @@ bool ShardedModel::materialize_pieces(int u) {
     reduce_comm_.all_gather(all, np.piece).wait();
     np.tensor.set_data(all.narrow(0, 0, numel).view(np.tensor.sizes()));
     np.piece = at::Tensor();
-    any = true;
+    ++count;
   }
-  return any;
+  return count;
 }
 
 void ShardedModel::emit(EngineEvent::Kind kind, int unit, int param, int in_flight) const {

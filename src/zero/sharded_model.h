@@ -135,8 +135,8 @@ class ShardedModel final : public UnitTriggers {
   int64_t buffer_bytes() const { return reducer_->bucket_bytes(); }
 
  private:
-  /// Unit `u`'s parameters sharded at creation get their full values; returns whether it had any.
-  bool materialize_pieces(int u);
+  /// Unit `u`'s parameters sharded at creation get their full values; returns how many it had.
+  size_t materialize_pieces(int u);
   void emit(EngineEvent::Kind kind, int unit, int param, int in_flight) const;
   void record_after_backward(int unit);
   void settle_stage3_orders();
