@@ -25,7 +25,6 @@
 #include "zero/flat_unit.h"
 #include "zero/model_spec.h"
 
-#include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <c10/core/GradMode.h>
 #include <c10/util/Exception.h>
@@ -46,7 +45,9 @@ void ShardedParameters::shard(const at::Tensor& param) {
   // In the model dtype; a copy unless the parameter owns a contiguous storage of it.
   const bool owns_storage = param.scalar_type() == dtype_ && param.is_contiguous() &&
                             param.storage_offset() == 0 && param.storage().nbytes() == param.nbytes();
-  at::Tensor full = owns_storage ? param.detach() : param.detach().to(dtype_).contiguous().clone();
+  at::Tensor full = owns_storage ? param.detach()
+                                 : param.detach().to(param.options().dtype(dtype_), /*non_blocking=*/false,
+                                                     /*copy=*/true, c10::MemoryFormat::Contiguous);
   comm_->broadcast(full, 0).wait();
   const int64_t c = zero::piece_numel(numel, world);
   at::Tensor piece = at::zeros({c}, full.options());
