@@ -122,12 +122,16 @@ struct MemoryReport {
   int64_t master_weights = 0;         // 0 when an fp32 stage-0 model updates in place
   int64_t optimizer_states = 0;       // Adam/LAMB moments
   int64_t communication_buffers = 0;  // buckets, all-gather staging
+  int64_t offload_buffers = 0;        // offload: host copy of the gradients, parameter staging
+  /// Of the total, what lives in host memory because of offload (master
+  /// weights, moments and the buffers above; stage 3's shard with offload_param).
+  int64_t host = 0;
   // Stage 3's parameters, counted in `parameters` above:
   int64_t parameter_shard = 0;           // this rank's shard of every unit; 0 below stage 3
   int64_t gathered_parameters = 0;       // the units' full flat buffers held now (every unit below stage 3)
   int64_t peak_gathered_parameters = 0;  // the most of those held at once in the last optimizer step
   int64_t total() const {
-    return parameters + gradients + master_weights + optimizer_states + communication_buffers;
+    return parameters + gradients + master_weights + optimizer_states + communication_buffers + offload_buffers;
   }
   std::string to_string() const;
 };

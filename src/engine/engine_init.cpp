@@ -80,6 +80,11 @@ zero::CorePlan core_plan(const Config& config) {
   plan.gather.persistence_threshold = s3.param_persistence_threshold;
   plan.gather.model_persistence_threshold = s3.model_persistence_threshold;
   plan.sub_group_numel = z.stage == 3 ? z.sub_group_size : INT64_MAX;  // a stage-3 key (DeepSpeed)
+  plan.offload.optimizer = z.offload_optimizer.device == OffloadDevice::kCpu;
+  plan.offload.params = z.offload_param.device == OffloadDevice::kCpu;
+  // DeepSpeed pins when either section asks; both default to true.
+  plan.offload.pin_memory = (plan.offload.optimizer && z.offload_optimizer.pin_memory) ||
+                            (plan.offload.params && z.offload_param.pin_memory);
   return plan;
 }
 

@@ -5,13 +5,51 @@
 #include <zerotrain/engine.h>
 
 namespace zerotrain {
+namespace {
+
+// Offload to host memory runs (Note [Offload keeps the step on the host] in
+// src/zero/owned_state.h); NVMe swapping and what only it reads do not.
+void offload_settings(const ZeroConfig& z, std::vector<ConfigProblem>& out) {
+  const OffloadOptimizerConfig& o = z.offload_optimizer;
+  const OffloadParamConfig& p = z.offload_param;
+  const std::string opt = "zero_optimization.offload_optimizer.";
+  const std::string par = "zero_optimization.offload_param.";
+  if (o.device == OffloadDevice::kNvme)
+    out.push_back({opt + "device", "\"nvme\" (ZeRO-Infinity swapping) is not supported; use \"cpu\""});
+  if (p.device == OffloadDevice::kNvme)
+    out.push_back({par + "device", "\"nvme\" (ZeRO-Infinity swapping) is not supported; use \"cpu\""});
+  if (o.enabled() && o.ratio < 1.0)
+    out.push_back({opt + "ratio", "partial offload is not implemented; zerotrain offloads the whole optimizer "
+                                  "state (ratio 1.0)"});
+  if (p.enabled() && !o.enabled())
+    out.push_back({"zero_optimization.offload_param", "parameter offload runs the step on the host and needs "
+                                                      "offload_optimizer.device \"cpu\" as well"});
+  // NVMe swapping's own settings: with device "cpu" they would do nothing.
+  const OffloadOptimizerConfig od;
+  const OffloadParamConfig pd;
+  const struct {
+    std::string key;
+    bool set;
+  } nvme_only[] = {{opt + "nvme_path", o.enabled() && !o.nvme_path.empty()},
+                   {opt + "buffer_count", o.enabled() && o.buffer_count != od.buffer_count},
+                   {opt + "pipeline_read", o.enabled() && o.pipeline_read},
+                   {opt + "pipeline_write", o.enabled() && o.pipeline_write},
+                   {opt + "fast_init", o.enabled() && o.fast_init},
+                   {par + "nvme_path", p.enabled() && !p.nvme_path.empty()},
+                   {par + "buffer_count", p.enabled() && p.buffer_count != pd.buffer_count},
+                   {par + "buffer_size", p.enabled() && p.buffer_size != pd.buffer_size},
+                   {par + "max_in_cpu", p.enabled() && p.max_in_cpu != pd.max_in_cpu}};
+  for (const auto& k : nvme_only)
+    if (k.set)
+      out.push_back({k.key, "an NVMe swapping setting, which has no effect with device \"cpu\" and is not "
+                            "supported; remove it"});
+}
+
+}  // namespace
 
 std::vector<ConfigProblem> unsupported_settings(const Config& c) {
   std::vector<ConfigProblem> out;
   const ZeroConfig& z = c.zero();
-  if (z.offload_param.enabled())
-    out.push_back({"zero_optimization.offload_param",
-                   "parameter offload is not implemented yet; set its device to \"none\""});
   const Stage3Config& s3 = z.stage3;
   if (s3.module_granularity_threshold != 0)
     out.push_back({"zero_optimization.stage3_module_granularity_threshold",
@@ -23,9 +61,7 @@ std::vector<ConfigProblem> unsupported_settings(const Config& c) {
   if (s3.allgather_sequential)
     out.push_back({"zero_optimization.stage3_allgather_sequential",
                    "gathering one parameter at a time is not implemented; zerotrain gathers each unit as one"});
-  if (z.offload_optimizer.enabled())
-    out.push_back({"zero_optimization.offload_optimizer",
-                   "optimizer offload is not implemented yet; set its device to \"none\""});
+  offload_settings(z, out);
   if (!z.allgather_partitions)
     out.push_back({"zero_optimization.allgather_partitions",
                    "false (broadcast each partition) is not implemented; zerotrain all-gathers"});

@@ -64,7 +64,9 @@ std::string MemoryReport::to_string() const {
   line("master weights", master_weights);
   line("optimizer states", optimizer_states);
   line("communication buffers", communication_buffers);
+  if (offload_buffers > 0) line("offload buffers", offload_buffers);
   line("total", total());
+  if (host > 0) line("  of it in host memory", host);
   if (parameter_shard > 0) {
     s << "  of the parameters (stage 3):\n";
     line("  shard", parameter_shard);
@@ -83,6 +85,8 @@ MemoryReport Engine::memory_report() const {
   r.master_weights = core.owned().master_bytes();
   r.optimizer_states = core.owned().moment_bytes();
   r.communication_buffers = core.buffer_bytes();
+  r.offload_buffers = core.owned().offload_buffer_bytes();
+  r.host = core.owned().host_bytes();
   r.parameter_shard = core.owned().param_shard_bytes();
   r.gathered_parameters = core.param_bytes() - r.parameter_shard;
   r.peak_gathered_parameters = core.peak_gathered_bytes();

@@ -19,7 +19,7 @@ namespace {
 constexpr int kMaxPrefetchUnits = 8;
 }
 
-GatherScheduler::GatherScheduler(std::vector<FlatUnit>& units, const OwnedState& owned, Communicator& comm,
+GatherScheduler::GatherScheduler(std::vector<FlatUnit>& units, OwnedState& owned, Communicator& comm,
                                  GatherPlan plan, const std::vector<bool>& has_triggers, Events events)
     : units_(units), owned_(owned), comm_(comm), plan_(plan), events_(std::move(events)) {
   TORCH_INTERNAL_ASSERT(has_triggers.size() == units_.size());
@@ -156,7 +156,7 @@ void GatherScheduler::issue(const std::vector<int>& sorted_units) {
     U.begin_gather();
     InFlight flight;
     flight.units = {u};
-    flight.handle = comm_.all_gather(U.flat_params(), owned_.owned_params(u));
+    flight.handle = comm_.all_gather(U.flat_params(), owned_.gather_input(u));
     const int64_t key = next_flight_++;
     in_flight_of_[static_cast<size_t>(u)] = key;
     if (events_) events_(EngineEvent::Kind::kGatherLaunched, u);

@@ -91,7 +91,7 @@ class GatherScheduler {
   /// before-forward trigger has been seen once (Note [A unit is released only
   /// once its triggers are seen]); one released already (sharded at
   /// creation) is gathered just in time from the start, or now if persistent.
-  GatherScheduler(std::vector<FlatUnit>& units, const OwnedState& owned, Communicator& comm, GatherPlan plan,
+  GatherScheduler(std::vector<FlatUnit>& units, OwnedState& owned, Communicator& comm, GatherPlan plan,
                   const std::vector<bool>& has_triggers, Events events);
 
   bool persistent(int u) const { return persistent_.at(static_cast<size_t>(u)) != 0; }
@@ -151,7 +151,7 @@ class GatherScheduler {
   c10::Device device() const { return units_.front().flat_params().device(); }
 
   std::vector<FlatUnit>& units_;
-  const OwnedState& owned_;
+  OwnedState& owned_;
   Communicator& comm_;
   GatherPlan plan_;
   Events events_;

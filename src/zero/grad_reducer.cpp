@@ -282,6 +282,7 @@ void GradReducer::retire_front() {
     if (dest.data_ptr() != f.result.data_ptr()) dest.copy_(f.result);
     if (plan_.post_scale != 1.0) dest.mul_(plan_.post_scale);
   }
+  if (boundary_) owned_.grads_reduced(f.unit);  // Note [Offload keeps the step on the host]
   advance(f.unit, UnitGrads::kInFlight, UnitGrads::kRetired);
   emit(EngineEvent::Kind::kReduceRetired, f.unit, -1);
 }

@@ -10,16 +10,27 @@
 namespace zerotrain::zero {
 
 OwnedState::OwnedState(const ModelLayout& layout, std::vector<FlatUnit>& units, int rank, bool grad_shard,
-                       bool param_shard, const at::TensorOptions& opts)
-    : layout_(layout), units_(units), rank_(rank) {
-  const at::TensorOptions f32 = opts.dtype(at::kFloat);
-  if (grad_shard) grad_shard_ = at::zeros({layout_.owned_numel()}, opts);
+                       bool param_shard, const at::TensorOptions& opts, const OffloadPlan& offload)
+    : layout_(layout), units_(units), rank_(rank), offload_(offload) {
+  TORCH_INTERNAL_ASSERT(!offload.optimizer || layout_.sharded(), "optimizer offload needs ZeRO stage 1 or above");
+  TORCH_INTERNAL_ASSERT(!offload.params || (param_shard && offload.optimizer),
+                        "parameter offload needs stage 3 and optimizer offload");
+  // Note [Offload keeps the step on the host].
+  const at::TensorOptions host =
+      opts.device(at::kCPU).pinned_memory(offload.pin_memory && opts.device().type() != at::kCPU);
+  const at::TensorOptions f32 = (offload.optimizer ? host : opts).dtype(at::kFloat);
+  const int64_t n = layout_.owned_numel();
+  if (grad_shard) grad_shard_ = at::zeros({n}, opts);
   // The padding of a shard is gathered with it: zeros, never read as values.
-  if (param_shard) param_shard_ = at::zeros({layout_.owned_numel()}, opts);
+  if (param_shard) param_shard_ = at::zeros({n}, offload.params ? host : opts);
   master_aliases_params_ = opts.dtype() == at::kFloat && !layout_.sharded();
-  if (!master_aliases_params_) master_ = at::zeros({layout_.owned_numel()}, f32);
-  exp_avg_ = at::zeros({layout_.owned_numel()}, f32);
-  exp_avg_sq_ = at::zeros({layout_.owned_numel()}, f32);
+  if (!master_aliases_params_) master_ = at::zeros({n}, f32);
+  exp_avg_ = at::zeros({n}, f32);
+  exp_avg_sq_ = at::zeros({n}, f32);
+  if (offload.optimizer) {
+    host_grads_ = at::zeros({n}, f32);
+    if (!offload.params) host_staging_ = at::zeros({n}, host);
+  }
 }
 
 void OwnedState::take_values(int u) {
@@ -29,6 +40,7 @@ void OwnedState::take_values(int u) {
   const auto [b, e] = layout_.owned_range(u, rank_);
   if (param_shard_.defined()) part(param_shard_, u).copy_(U.flat_params().narrow(0, b, e - b));
   if (!master_aliases_params_) master(u).copy_(owned_params(u));
+  if (host_staging_.defined()) part(host_staging_, u).copy_(owned_params(u));
 }
 
 at::Tensor OwnedState::part(const at::Tensor& buffer, int u) const {
@@ -63,7 +75,49 @@ void OwnedState::zero_grad_shard() {
 void OwnedState::copy_master_to_params() {
   if (master_aliases_params_) return;
   c10::NoGradGuard no_grad;
-  for (size_t u = 0; u < units_.size(); ++u) owned_params(static_cast<int>(u)).copy_(master(static_cast<int>(u)));
+  for (size_t u = 0; u < units_.size(); ++u) {
+    const int ui = static_cast<int>(u);
+    owned_params(ui).copy_(master(ui));
+    if (host_staging_.defined()) part(host_staging_, ui).copy_(owned_params(ui));
+  }
+}
+
+// ---- Note [Offload keeps the step on the host] ----
+
+c10::Device OwnedState::optimizer_device() const { return exp_avg_.device(); }
+
+at::Tensor OwnedState::step_grads(int u) const {
+  return host_grads_.defined() ? part(host_grads_, u) : owned_grads(u);
+}
+
+at::Tensor OwnedState::step_param_copies(int u) const {
+  return host_staging_.defined() ? part(host_staging_, u) : owned_params(u);
+}
+
+void OwnedState::grads_reduced(int u) {
+  if (!host_grads_.defined()) return;
+  c10::NoGradGuard no_grad;
+  // A blocking copy: the host reads these in the step, and which stream the
+  // reduction retired on is not pinned down yet (streams and events: [gpu]).
+  part(host_grads_, u).copy_(owned_grads(u));
+}
+
+void OwnedState::publish(int u, int64_t begin, int64_t n) {
+  if (!host_staging_.defined()) return;
+  c10::NoGradGuard no_grad;
+  // Blocking, on the update's copy thread (zero::update), so the next tile
+  // computes meanwhile and the staging tile is free again when this returns.
+  owned_params(u).narrow(0, begin, n).copy_(part(host_staging_, u).narrow(0, begin, n));
+}
+
+at::Tensor OwnedState::gather_input(int u) {
+  if (!offload_.params) return owned_params(u);
+  const FlatUnit& U = units_.at(static_cast<size_t>(u));
+  const auto [b, e] = layout_.owned_range(u, rank_);
+  at::Tensor slot = U.flat_params().narrow(0, b, e - b);
+  c10::NoGradGuard no_grad;
+  slot.copy_(owned_params(u));
+  return slot;
 }
 
 int64_t OwnedState::master_bytes() const {
@@ -74,6 +128,18 @@ int64_t OwnedState::moment_bytes() const {
 }
 int64_t OwnedState::param_shard_bytes() const {
   return param_shard_.defined() ? static_cast<int64_t>(param_shard_.nbytes()) : 0;
+}
+
+int64_t OwnedState::offload_buffer_bytes() const {
+  return (host_grads_.defined() ? static_cast<int64_t>(host_grads_.nbytes()) : 0) +
+         (host_staging_.defined() ? static_cast<int64_t>(host_staging_.nbytes()) : 0);
+}
+
+int64_t OwnedState::host_bytes() const {
+  int64_t b = offload_buffer_bytes();
+  if (offload_.optimizer) b += master_bytes() + moment_bytes();
+  if (offload_.params) b += param_shard_bytes();
+  return b;
 }
 
 int64_t OwnedState::grad_shard_bytes() const {

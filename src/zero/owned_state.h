@@ -16,6 +16,23 @@
 // .grad lives from the moment autograd produces it until its unit is packed
 // into a bucket, then it is dropped. What the optimizer reads is
 // owned_grads(u) in both cases.
+//
+// Note [Offload keeps the step on the host]
+// With optimizer offload (ZeRO-Offload) the fp32 master weights and the
+// moments live in host memory (pinned when the model is on a GPU and
+// pin_memory is on). At the boundary, each unit's reduced gradients are copied
+// into a host fp32 buffer as soon as its reduction retires, so the copies
+// overlap the rest of the backward; the step runs the CPU kernels on the host
+// buffers and writes the rounded parameters into a host staging buffer, from
+// which each tile is copied back to the device while the next tile computes
+// (zero::update). With parameter offload (stage 3) the parameter shard itself
+// lives in host memory: the step writes into it directly, and a gather copies
+// the unit's part into this rank's slot of the unit's flat buffer, which the
+// all-gather then uses in place. On a machine without a GPU the host and the
+// "device" are the same memory, but the buffers, copies and tiles are the
+// same, so the mechanism is tested end to end; the arithmetic is that of the
+// non-offloaded step (bf16/fp16 gradients widen to fp32 exactly), so the two
+// agree bit for bit.
 
 #include "optim/reference_step.h"
 #include "zero/flat_unit.h"
@@ -27,13 +44,20 @@
 
 namespace zerotrain::zero {
 
+/// zero_optimization.offload_optimizer / offload_param with device "cpu".
+struct OffloadPlan {
+  bool optimizer = false;  // master weights and moments in host memory
+  bool params = false;     // stage 3's parameter shard in host memory
+  bool pin_memory = true;  // pinned host buffers when the model is on a GPU
+};
+
 class OwnedState {
  public:
   /// `units` must outlive this object and not move; they may be built after
   /// it. Allocates what this rank owns, in `opts` (the model dtype and
   /// device), with the moments at zero; take_values() fills each unit's part.
   OwnedState(const ModelLayout& layout, std::vector<FlatUnit>& units, int rank, bool grad_shard, bool param_shard,
-             const at::TensorOptions& opts);
+             const at::TensorOptions& opts, const OffloadPlan& offload = {});
   /// The master weights (and, with a parameter shard, the shard) of unit `u`
   /// from its current full parameters, which must be gathered.
   void take_values(int u);
@@ -56,11 +80,36 @@ class OwnedState {
   /// parameters become the master rounded to the model dtype, as the step rounds.
   void copy_master_to_params();
 
+  // ---- Note [Offload keeps the step on the host] ----
+  bool offloads_optimizer() const noexcept { return offload_.optimizer; }
+  bool offloads_params() const noexcept { return offload_.params; }
+  /// Where the master weights and moments live (the update runs there).
+  c10::Device optimizer_device() const;
+  /// The gradients the update reads: owned_grads, or their host copy.
+  at::Tensor step_grads(int u) const;
+  /// Where the update writes the rounded parameters: owned_params, or the
+  /// host staging buffer that publish() copies from.
+  at::Tensor step_param_copies(int u) const;
+  /// At the boundary, once unit u's reduced gradients are in owned_grads:
+  /// their copy into host memory (a no-op without optimizer offload).
+  void grads_reduced(int u);
+  /// Elements [begin, begin + n) of unit u's owned parameters from the
+  /// staging buffer (a no-op when the update wrote them in place).
+  void publish(int u, int64_t begin, int64_t n);
+  /// What this rank contributes to unit u's all-gather, which has just begun
+  /// (its flat storage is allocated): the owned parameters, or with parameter
+  /// offload their host copy brought into this rank's slot of the flat buffer.
+  at::Tensor gather_input(int u);
+
   /// 0 when the master weights are the parameters.
   int64_t master_bytes() const;
   int64_t moment_bytes() const;
   int64_t grad_shard_bytes() const;
   int64_t param_shard_bytes() const;
+  /// The host gradient copy and the parameter staging buffer.
+  int64_t offload_buffer_bytes() const;
+  /// Of everything above, what lives in host memory because of offload.
+  int64_t host_bytes() const;
 
  private:
   at::Tensor part(const at::Tensor& buffer, int u) const;
@@ -73,6 +122,9 @@ class OwnedState {
   at::Tensor exp_avg_sq_;
   at::Tensor grad_shard_;
   at::Tensor param_shard_;
+  at::Tensor host_grads_;    // fp32, optimizer offload
+  at::Tensor host_staging_;  // model dtype, optimizer offload without parameter offload
+  OffloadPlan offload_;
   bool master_aliases_params_ = false;
 };
 

@@ -64,7 +64,7 @@ using GatherEvents = std::function<void(EngineEvent::Kind kind, int unit)>;
 /// flat parameters, in runs of consecutive units of at most `bucket_numel`
 /// elements (allgather_bucket_size; a larger unit is gathered alone). In
 /// place: each rank's input is its own shard of the output.
-void gather_units(std::vector<FlatUnit>& units, const std::vector<int>& unit_ids, const OwnedState& owned,
+void gather_units(std::vector<FlatUnit>& units, const std::vector<int>& unit_ids, OwnedState& owned,
                   Communicator& comm, int64_t bucket_numel, const GatherEvents& events);
 
 }  // namespace zerotrain::zero

@@ -63,7 +63,7 @@ ShardedModel::ShardedModel(ModelSpec spec, const CorePlan& plan, Communicator& r
               "zerotrain: the gather and reduce communicators must span the same ranks");
   for (const NamedParameter& p : spec_.params) names_.push_back(p.name);
   owned_ = std::make_unique<OwnedState>(layout_, units_, reduce_comm_.rank(), policy_.gradients, policy_.parameters,
-                                        spec_.params.front().tensor.options().requires_grad(false));
+                                        spec_.params.front().tensor.options().requires_grad(false), plan.offload);
   // One unit at a time: a model sharded at creation is never whole on a rank.
   units_.reserve(spec_.units.size());
   for (size_t u = 0; u < spec_.units.size(); ++u) {

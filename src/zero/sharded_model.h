@@ -51,6 +51,7 @@ struct CorePlan {
   /// Adam runs over a group's runs in sub-groups of this size.
   int64_t sub_group_numel = 1'000'000'000;
   GatherPlan gather;               // stage 3
+  OffloadPlan offload;             // Note [Offload keeps the step on the host] (owned_state.h)
 };
 
 class ShardedModel final : public UnitTriggers {

@@ -156,11 +156,29 @@ TEST(EngineErrors, MisuseAndUnsupportedSettingsNameTheProblem) {
       EXPECT_NE(std::string(err.what()).find(path), std::string::npos) << err.what();
     }
   };
-  expect_config_error(Config::from_file(std::string(ZEROTRAIN_CONFIGS_DIR) + "/zero3_offload_param_bf16.json"),
+  // Offload to NVMe, a partial ratio, parameter offload alone, and NVMe-only settings with "cpu".
+  expect_config_error(test_config(2, "fp32", kMicro, 1, 0.0,
+                                  [](nlohmann::json& j) {
+                                    j["zero_optimization"]["offload_optimizer"] = {{"device", "nvme"},
+                                                                                   {"nvme_path", "/tmp"}};
+                                  }),
+                      "zero_optimization.offload_optimizer.device");
+  expect_config_error(test_config(3, "fp32", kMicro, 1, 0.0,
+                                  [](nlohmann::json& j) {
+                                    j["zero_optimization"]["offload_optimizer"] = {{"device", "cpu"}, {"ratio", 0.3}};
+                                  }),
+                      "zero_optimization.offload_optimizer.ratio");
+  expect_config_error(test_config(3, "fp32", kMicro, 1, 0.0,
+                                  [](nlohmann::json& j) {
+                                    j["zero_optimization"]["offload_param"] = {{"device", "cpu"}};
+                                  }),
                       "zero_optimization.offload_param");
-  expect_config_error(
-      Config::from_file(std::string(ZEROTRAIN_CONFIGS_DIR) + "/zero2_offload_optimizer_bf16.json"),
-      "zero_optimization.offload_optimizer");
+  expect_config_error(test_config(2, "fp32", kMicro, 1, 0.0,
+                                  [](nlohmann::json& j) {
+                                    j["zero_optimization"]["offload_optimizer"] = {{"device", "cpu"},
+                                                                                   {"pipeline_read", true}};
+                                  }),
+                      "zero_optimization.offload_optimizer.pipeline_read");
   expect_config_error(test_config(1, "fp32", kMicro, 1, 0.0, [](nlohmann::json& j) { j.erase("optimizer"); }),
                       "optimizer");
   expect_config_error(test_config(1, "fp32", kMicro, 1, 0.0,
