@@ -64,13 +64,13 @@ double timed(zerotrain::Communicator& comm, Fn&& fn) {
 }
 
 void raw_write(const std::string& path, const std::vector<char>& buf) {
-  zerotrain::checkpoint::OutputFile f(path);
+  zerotrain::ckpt::OutputFile f(path);
   f.write(buf.data(), buf.size());
   f.sync_and_close();
 }
 
 void raw_read(const std::string& path, std::vector<char>& buf) {
-  const zerotrain::checkpoint::InputFile f(path);
+  const zerotrain::ckpt::InputFile f(path);
   for (uint64_t pos = 0; pos < f.size(); pos += buf.size())
     f.read_at(pos, buf.data(), static_cast<size_t>(std::min<uint64_t>(buf.size(), f.size() - pos)));
 }
@@ -113,17 +113,17 @@ int main(int argc, char** argv) {
   zerotrain::InitOptions io;
   io.communicator = comm;
   zerotrain::Engine engine = zerotrain::initialize(model.ptr(), zerotrain::Config::from_json(j), io);
-  if (rank == 0) zerotrain::checkpoint::remove_tree(a.dir);
+  if (rank == 0) zerotrain::ckpt::remove_tree(a.dir);
   comm->barrier().wait();
 
   // A first save tells each rank its file size; the raw baseline moves as many bytes.
   engine.save_checkpoint(a.dir, "bench");
   char name[64];
   std::snprintf(name, sizeof name, "bench/rank_%05d.safetensors", rank);
-  const uint64_t file_bytes = zerotrain::checkpoint::InputFile(zerotrain::checkpoint::join_path(a.dir, name)).size();
+  const uint64_t file_bytes = zerotrain::ckpt::InputFile(zerotrain::ckpt::join_path(a.dir, name)).size();
   std::vector<char> buf(static_cast<size_t>(file_bytes), 1);
   std::vector<char> chunk(size_t{8} << 20);
-  const std::string raw = zerotrain::checkpoint::join_path(a.dir, "raw_rank" + std::to_string(rank) + ".bin");
+  const std::string raw = zerotrain::ckpt::join_path(a.dir, "raw_rank" + std::to_string(rank) + ".bin");
 
   std::vector<double> raw_w, save, raw_r, load;
   for (int r = 0; r < a.repeats; ++r) {  // interleaved, so drift hits every method alike
@@ -147,7 +147,7 @@ int main(int argc, char** argv) {
   comm->barrier().wait();
   std::fflush(stdout);
   if (rank == 0 && !a.cli.empty()) {
-    const std::string out = zerotrain::checkpoint::join_path(a.dir, "export.safetensors");
+    const std::string out = zerotrain::ckpt::join_path(a.dir, "export.safetensors");
     const auto [base, peak] = export_memory(a.cli + " checkpoint export " + a.dir + " --tag bench --out " + out);
     const double largest = 4096.0 * 4096 * 4;
     std::printf("\nexport (zerotrain checkpoint export, fp32 safetensors):\n");
@@ -158,6 +158,6 @@ int main(int argc, char** argv) {
                 (peak - base) / largest);
   }
   comm->barrier().wait();
-  if (rank == 0) zerotrain::checkpoint::remove_tree(a.dir);
+  if (rank == 0) zerotrain::ckpt::remove_tree(a.dir);
   return 0;
 }

@@ -11,6 +11,7 @@
 
 #include <zerotrain/checkpoint.h>
 #include <zerotrain/comm.h>
+#include <zerotrain/activation_checkpointing.h>
 #include <zerotrain/config.h>
 #include <zerotrain/monitor.h>
 #include <zerotrain/sharded_init.h>
@@ -86,6 +87,10 @@ struct InitOptions {
   /// Stage 3: the pieces of a model built in a zerotrain::ShardedInit scope
   /// (include/zerotrain/sharded_init.h) on the same communicator.
   std::shared_ptr<ShardedParameters> sharded_init;
+  /// Activation checkpointing without touching the model: every zerotrain::Unit
+  /// layer's forward is recomputed in backward, with the config's
+  /// activation_checkpointing options (include/zerotrain/activation_checkpointing.h).
+  bool recompute_units = false;
 };
 
 /// The order in which the engine saw units run (unit indices of Engine::units()).
@@ -253,6 +258,9 @@ class Engine {
   at::Tensor full_optimizer_state(const std::string& name, const std::string& state);
 
   MemoryReport memory_report() const;
+  /// activation_checkpointing.profile: time in checkpointed forwards and their
+  /// recomputes (recomputed layers); nullopt when the profile is off.
+  std::optional<checkpointing::CheckpointProfile::Totals> checkpoint_profile() const;
   /// Collectives of the last optimizer step: everything this engine issued
   /// from the end of the previous boundary step to the end of the last one.
   CommStats comm_report() const;

@@ -13,15 +13,18 @@
 // called through the wrapper; the triggers need the wrapper's type at the
 // call site (LibTorch's forward is not virtual).
 
+#include <zerotrain/activation_checkpointing.h>
 #include <zerotrain/sharded_init.h>
 #include <zerotrain/units.h>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/GradMode.h>
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
 #include <memory>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -35,9 +38,22 @@ class UnitBoundary {
  public:
   virtual ~UnitBoundary();
   /// Internal: called by initialize(); the engine keeps `triggers` alive.
-  void attach(std::weak_ptr<UnitTriggers> triggers, int unit);
+  /// `options`: the config's activation_checkpointing settings for a
+  /// recomputed layer; `recompute_all`: InitOptions::recompute_units.
+  void attach(std::weak_ptr<UnitTriggers> triggers, int unit, checkpointing::CheckpointOptions options,
+              bool recompute_all);
+
+  /// Recompute this layer's forward in backward instead of keeping its
+  /// activations (activation checkpointing). The layer's forward must take
+  /// tensors and return a tensor.
+  void set_recompute(bool on = true) noexcept { recompute_ = on; }
+  bool recomputes() const noexcept { return recompute_; }
 
  protected:
+  const checkpointing::CheckpointOptions& checkpoint_options() const noexcept { return options_; }
+  /// A recomputed layer whose forward is not tensors -> tensor.
+  [[noreturn]] void recompute_unsupported() const;
+
   /// Before the layer's forward; returns the attached triggers (or null).
   std::shared_ptr<UnitTriggers> enter() const;
   /// After it: after_forward and the before-backward hooks on `outputs`.
@@ -46,7 +62,20 @@ class UnitBoundary {
  private:
   std::weak_ptr<UnitTriggers> triggers_;
   int unit_ = -1;
+  bool recompute_ = false;
+  checkpointing::CheckpointOptions options_;
 };
+
+/// Whether Impl::forward(Args...) maps tensors to a tensor (what a recomputed
+/// layer needs).
+template <typename Impl, typename... Args>
+constexpr bool tensors_to_tensor() {
+  if constexpr (sizeof...(Args) == 0 || !(std::is_same_v<std::decay_t<Args>, at::Tensor> && ...)) {
+    return false;
+  } else {
+    return std::is_same_v<decltype(std::declval<Impl&>().forward(std::declval<Args>()...)), at::Tensor>;
+  }
+}
 
 /// Any output type not listed below carries no tensor the engine hooks.
 template <typename T>
@@ -70,7 +99,9 @@ void collect_tensors(const std::pair<A, B>& p, std::vector<at::Tensor>& out) {
 
 /// The layer Impl, marked as a unit: its forward runs the engine's triggers
 /// around Impl::forward (before forward, after forward, and before backward
-/// on the outputs). Without an engine it is the layer itself.
+/// on the outputs). Without an engine it is the layer itself. A recomputed
+/// layer (set_recompute, or InitOptions::recompute_units) runs Impl::forward
+/// inside checkpointing::checkpoint, between the same triggers.
 template <typename Impl>
 class UnitImpl : public Impl, public detail::UnitBoundary {
  public:
@@ -79,6 +110,16 @@ class UnitImpl : public Impl, public detail::UnitBoundary {
   template <typename... Args>
   decltype(auto) forward(Args&&... args) {
     const std::shared_ptr<UnitTriggers> triggers = enter();
+    if (recomputes() && c10::GradMode::is_enabled()) {
+      if constexpr (detail::tensors_to_tensor<Impl, Args...>()) {
+        at::Tensor out = checkpointing::checkpoint(
+            checkpoint_options(), [this](const auto&... xs) { return Impl::forward(xs...); }, args...);
+        leave(triggers, {out});
+        return out;
+      } else {
+        recompute_unsupported();
+      }
+    }
     auto out = Impl::forward(std::forward<Args>(args)...);
     std::vector<at::Tensor> tensors;
     detail::collect_tensors(out, tensors);

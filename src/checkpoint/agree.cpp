@@ -6,7 +6,7 @@
 
 #include <sstream>
 
-namespace zerotrain::checkpoint {
+namespace zerotrain::ckpt {
 
 void agree(Communicator& comm, c10::Device device, const std::string& my_error, const std::string& what) {
   const std::vector<int64_t> failed =
@@ -22,4 +22,4 @@ void agree(Communicator& comm, c10::Device device, const std::string& my_error, 
               "; their error is in their own output. Nothing was changed on this rank.");
 }
 
-}  // namespace zerotrain::checkpoint
+}  // namespace zerotrain::ckpt

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-namespace zerotrain::checkpoint {
+namespace zerotrain::ckpt {
 
 /// `my_error` is empty on success. Returns when every rank succeeded; else
 /// throws on every rank: this rank's own error, or the ranks that failed.
@@ -32,4 +32,4 @@ std::string capture_error(Fn&& fn) {
   return {};
 }
 
-}  // namespace zerotrain::checkpoint
+}  // namespace zerotrain::ckpt

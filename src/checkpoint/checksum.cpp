@@ -10,7 +10,7 @@
 
 #include <cstdio>
 
-namespace zerotrain::checkpoint {
+namespace zerotrain::ckpt {
 
 struct Checksum::State {
   XXH3_state_t* xxh = nullptr;
@@ -44,4 +44,4 @@ uint64_t Checksum::from_hex(const std::string& hex) {
   return std::stoull(hex, nullptr, 16);
 }
 
-}  // namespace zerotrain::checkpoint
+}  // namespace zerotrain::ckpt

@@ -8,7 +8,7 @@
 #include <memory>
 #include <string>
 
-namespace zerotrain::checkpoint {
+namespace zerotrain::ckpt {
 
 class Checksum {
  public:
@@ -30,4 +30,4 @@ class Checksum {
   std::unique_ptr<State> state_;
 };
 
-}  // namespace zerotrain::checkpoint
+}  // namespace zerotrain::ckpt

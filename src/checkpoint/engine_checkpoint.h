@@ -12,7 +12,7 @@
 #include <optional>
 #include <string>
 
-namespace zerotrain::checkpoint {
+namespace zerotrain::ckpt {
 
 /// Collective. Writes `<dir>/<tag>/` atomically (Note [A save is atomic]) and
 /// returns it.
@@ -36,4 +36,4 @@ struct LoadResult {
 std::optional<LoadResult> load_checkpoint(const EngineParts& e, const std::string& dir, const std::string& tag,
                                           const LoadCheckpointOptions& options);
 
-}  // namespace zerotrain::checkpoint
+}  // namespace zerotrain::ckpt

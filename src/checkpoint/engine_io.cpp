@@ -8,7 +8,7 @@
 
 #include <mutex>
 
-namespace zerotrain::checkpoint {
+namespace zerotrain::ckpt {
 
 at::Tensor state_buffer(const zero::OwnedState& owned, int u, PieceState state) {
   switch (state) {
@@ -67,4 +67,4 @@ void restore_rng(c10::Device device, const std::string& name, const at::Tensor& 
   gen.set_state(state);
 }
 
-}  // namespace zerotrain::checkpoint
+}  // namespace zerotrain::ckpt

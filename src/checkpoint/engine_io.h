@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-namespace zerotrain::checkpoint {
+namespace zerotrain::ckpt {
 
 /// What a checkpoint reads and writes of an engine.
 struct EngineParts {
@@ -44,4 +44,4 @@ std::vector<Slot> piece_slots(const zero::ShardedModel& model, const std::vector
 std::vector<Slot> rng_slots(c10::Device device);
 void restore_rng(c10::Device device, const std::string& name, const at::Tensor& state);
 
-}  // namespace zerotrain::checkpoint
+}  // namespace zerotrain::ckpt

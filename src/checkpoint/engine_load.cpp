@@ -1,4 +1,4 @@
-// checkpoint::load_checkpoint (engine_checkpoint.h): onto any world size and ZeRO stage.
+// ckpt::load_checkpoint (engine_checkpoint.h): onto any world size and ZeRO stage.
 //
 // Note [A load changes nothing until every file is verified]
 // Each rank plans which byte ranges of which files its new shard needs (Note
@@ -29,7 +29,7 @@
 #include <map>
 #include <unordered_map>
 
-namespace zerotrain::checkpoint {
+namespace zerotrain::ckpt {
 
 namespace {
 
@@ -182,12 +182,12 @@ Staged plan_and_read(const EngineParts& e, const Manifest& m, const std::string&
 
 }  // namespace
 
-}  // namespace zerotrain::checkpoint
+}  // namespace zerotrain::ckpt
 
 namespace zerotrain {
 
 std::string latest_tag(const std::string& dir) {
-  using namespace checkpoint;
+  using namespace ckpt;
   const std::string path = join_path(dir, kLatestFile);
   TORCH_CHECK(path_exists(path), "zerotrain: '", path,
               "' does not exist: no complete checkpoint was saved in '", dir, "' (or give a tag)");
@@ -200,7 +200,7 @@ std::string latest_tag(const std::string& dir) {
 
 }  // namespace zerotrain
 
-namespace zerotrain::checkpoint {
+namespace zerotrain::ckpt {
 
 std::optional<LoadResult> load_checkpoint(const EngineParts& e, const std::string& dir, const std::string& tag_in,
                                           const LoadCheckpointOptions& options) {
@@ -272,4 +272,4 @@ std::optional<LoadResult> load_checkpoint(const EngineParts& e, const std::strin
   return out;
 }
 
-}  // namespace zerotrain::checkpoint
+}  // namespace zerotrain::ckpt

@@ -1,4 +1,4 @@
-// checkpoint::save_checkpoint and save_16bit_model (engine_checkpoint.h).
+// ckpt::save_checkpoint and save_16bit_model (engine_checkpoint.h).
 //
 // Note [A save is atomic]
 // Every rank writes its file into `<dir>/.<tag>.partial/` and fsyncs it; the
@@ -31,7 +31,7 @@
 #include <unordered_map>
 #include <iostream>
 
-namespace zerotrain::checkpoint {
+namespace zerotrain::ckpt {
 
 namespace {
 
@@ -254,4 +254,4 @@ std::string save_16bit_model(const EngineParts& e, const std::string& dir, const
   return path;
 }
 
-}  // namespace zerotrain::checkpoint
+}  // namespace zerotrain::ckpt

@@ -27,7 +27,7 @@
 
 namespace zerotrain {
 
-using namespace checkpoint;
+using namespace ckpt;
 
 namespace {
 

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-namespace zerotrain::checkpoint {
+namespace zerotrain::ckpt {
 
 namespace {
 std::string reason() { return std::strerror(errno); }
@@ -166,4 +166,4 @@ std::string join_path(const std::string& dir, const std::string& name) {
   return dir.back() == '/' ? dir + name : dir + "/" + name;
 }
 
-}  // namespace zerotrain::checkpoint
+}  // namespace zerotrain::ckpt

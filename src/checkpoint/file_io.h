@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <string>
 
-namespace zerotrain::checkpoint {
+namespace zerotrain::ckpt {
 
 /// A file opened for writing from the start (created or truncated).
 class OutputFile {
@@ -68,4 +68,4 @@ void write_file_atomically(const std::string& path, const std::string& content);
 std::string read_small_file(const std::string& path, size_t max_bytes = size_t{1} << 30);
 std::string join_path(const std::string& dir, const std::string& name);
 
-}  // namespace zerotrain::checkpoint
+}  // namespace zerotrain::ckpt

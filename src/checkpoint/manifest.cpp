@@ -8,7 +8,7 @@
 
 #include <cstdio>
 
-namespace zerotrain::checkpoint {
+namespace zerotrain::ckpt {
 
 namespace {
 
@@ -292,4 +292,4 @@ Manifest Manifest::parse(const std::string& text, const std::string& path) {
   return m;
 }
 
-}  // namespace zerotrain::checkpoint
+}  // namespace zerotrain::ckpt

@@ -28,7 +28,7 @@
 #include <string>
 #include <vector>
 
-namespace zerotrain::checkpoint {
+namespace zerotrain::ckpt {
 
 inline constexpr int kFormatVersion = 1;
 inline constexpr const char* kFormatName = "zerotrain-checkpoint";
@@ -103,7 +103,7 @@ struct Manifest {
 
   /// Whether pieces include the model-dtype copy (a 16-bit model).
   bool has_model_pieces() const { return model_dtype != at::kFloat; }
-  std::vector<PieceState> piece_states() const { return checkpoint::piece_states(model_dtype); }
+  std::vector<PieceState> piece_states() const { return ckpt::piece_states(model_dtype); }
   int64_t num_parameters() const;
   const FileEntry* file(const std::string& name) const;
 
@@ -117,4 +117,4 @@ std::string rank_file_name(int rank);
 std::string piece_tensor_name(PieceState state, const std::string& param, int64_t offset);
 const char* dtype_name(at::ScalarType dtype);  // "fp32", "bf16", "fp16"
 
-}  // namespace zerotrain::checkpoint
+}  // namespace zerotrain::ckpt

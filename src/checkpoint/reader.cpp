@@ -11,7 +11,7 @@
 
 #include <dirent.h>
 
-namespace zerotrain::checkpoint {
+namespace zerotrain::ckpt {
 
 namespace {
 // Large enough to amortise each read call, small enough to stay in cache-friendly territory.
@@ -97,4 +97,4 @@ SafetensorsHeader read_checked_header(const InputFile& file, const std::vector<T
   return h;
 }
 
-}  // namespace zerotrain::checkpoint
+}  // namespace zerotrain::ckpt

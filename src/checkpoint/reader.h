@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-namespace zerotrain::checkpoint {
+namespace zerotrain::ckpt {
 
 /// Throws unless `tag` can name a directory: not empty, no '/', no leading '.'.
 void check_tag(const std::string& tag);
@@ -42,4 +42,4 @@ void stream_file(const InputFile& file, const FileEntry& entry, std::vector<Copy
 /// `expected` tensors with their dtype and shape.
 SafetensorsHeader read_checked_header(const InputFile& file, const std::vector<TensorSpec>& expected);
 
-}  // namespace zerotrain::checkpoint
+}  // namespace zerotrain::ckpt

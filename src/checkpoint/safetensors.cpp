@@ -8,7 +8,7 @@
 #include <algorithm>
 #include <array>
 
-namespace zerotrain::checkpoint {
+namespace zerotrain::ckpt {
 
 namespace {
 
@@ -175,4 +175,4 @@ FileDigest SafetensorsWriter::finish() {
   return d;
 }
 
-}  // namespace zerotrain::checkpoint
+}  // namespace zerotrain::ckpt

@@ -18,7 +18,7 @@
 #include <unordered_map>
 #include <vector>
 
-namespace zerotrain::checkpoint {
+namespace zerotrain::ckpt {
 
 struct TensorSpec {
   std::string name;
@@ -75,4 +75,4 @@ class SafetensorsWriter {
   uint64_t data_written_ = 0;
 };
 
-}  // namespace zerotrain::checkpoint
+}  // namespace zerotrain::ckpt

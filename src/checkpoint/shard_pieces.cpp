@@ -6,7 +6,7 @@
 
 #include <algorithm>
 
-namespace zerotrain::checkpoint {
+namespace zerotrain::ckpt {
 
 std::vector<OwnedPiece> owned_pieces(const zero::ModelLayout& layout, int rank) {
   std::vector<OwnedPiece> out;
@@ -56,4 +56,4 @@ std::vector<PieceCopy> plan_copies(const ParamEntry& saved, const OwnedPiece& wa
   return out;
 }
 
-}  // namespace zerotrain::checkpoint
+}  // namespace zerotrain::ckpt

@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <vector>
 
-namespace zerotrain::checkpoint {
+namespace zerotrain::ckpt {
 
 /// The part of parameter `param` inside a rank's owned part of unit `unit`.
 struct OwnedPiece {
@@ -45,4 +45,4 @@ struct PieceCopy {
 /// The copies that fill `want` from `saved`'s pieces.
 std::vector<PieceCopy> plan_copies(const ParamEntry& saved, const OwnedPiece& want);
 
-}  // namespace zerotrain::checkpoint
+}  // namespace zerotrain::ckpt

@@ -7,7 +7,7 @@
 
 #include <cstring>
 
-namespace zerotrain::checkpoint {
+namespace zerotrain::ckpt {
 
 namespace {
 
@@ -136,4 +136,4 @@ uint64_t TorchStateDictWriter::finish() {
   return bytes;
 }
 
-}  // namespace zerotrain::checkpoint
+}  // namespace zerotrain::ckpt

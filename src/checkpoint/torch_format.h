@@ -18,7 +18,7 @@ namespace caffe2::serialize {
 class PyTorchStreamWriter;
 }
 
-namespace zerotrain::checkpoint {
+namespace zerotrain::ckpt {
 
 class TorchStateDictWriter {
  public:
@@ -44,4 +44,4 @@ class TorchStateDictWriter {
   std::vector<Entry> entries_;
 };
 
-}  // namespace zerotrain::checkpoint
+}  // namespace zerotrain::ckpt

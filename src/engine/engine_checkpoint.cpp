@@ -12,7 +12,7 @@ namespace zerotrain {
 
 namespace {
 
-checkpoint::EngineParts parts(detail::EngineImpl& s) {
+ckpt::EngineParts parts(detail::EngineImpl& s) {
   return {s.config, *s.channels.reduce, *s.core, *s.model};
 }
 
@@ -29,14 +29,14 @@ std::string Engine::save_checkpoint(const std::string& dir, const std::string& t
                                     const SaveCheckpointOptions& options) {
   detail::EngineImpl& s = *state_;
   check_between_steps(s, "save_checkpoint()");
-  return checkpoint::save_checkpoint(parts(s), s.progress.save(), dir, tag, options);
+  return ckpt::save_checkpoint(parts(s), s.progress.save(), dir, tag, options);
 }
 
 std::optional<LoadedCheckpoint> Engine::load_checkpoint(const std::string& dir, const std::string& tag,
                                                         const LoadCheckpointOptions& options) {
   detail::EngineImpl& s = *state_;
   check_between_steps(s, "load_checkpoint()");
-  std::optional<checkpoint::LoadResult> r = checkpoint::load_checkpoint(parts(s), dir, tag, options);
+  std::optional<ckpt::LoadResult> r = ckpt::load_checkpoint(parts(s), dir, tag, options);
   if (!r) return std::nullopt;
   if (!options.load_module_only)
     s.progress.restore(r->counters, r->saved_dtype, r->optimizer_states, options.load_lr_scheduler_states);
@@ -47,7 +47,7 @@ std::optional<LoadedCheckpoint> Engine::load_checkpoint(const std::string& dir, 
 }
 
 std::string Engine::save_16bit_model(const std::string& dir, const std::string& filename) {
-  return checkpoint::save_16bit_model(parts(*state_), dir, filename);
+  return ckpt::save_16bit_model(parts(*state_), dir, filename);
 }
 
 }  // namespace zerotrain

@@ -4,11 +4,12 @@
 // training is (TrainingProgress) and the telemetry (phase timers, the step's
 // communication window, the reporter). Built by initialize()
 // (engine_init.cpp) and driven by engine.cpp. The checkpoint code is handed
-// checkpoint::EngineParts (src/checkpoint/engine_io.h) and the counters as a
+// ckpt::EngineParts (src/checkpoint/engine_io.h) and the counters as a
 // value; it never sees this class.
 
 #include <zerotrain/comm.h>
 #include <zerotrain/config.h>
+#include <zerotrain/activation_checkpointing.h>
 #include <zerotrain/engine.h>
 
 #include "engine/model_access.h"
@@ -74,6 +75,8 @@ class EngineImpl {
   std::unique_ptr<monitor::Reporter> reporter;
   int64_t frozen_param_bytes = 0;
   int no_sync_depth = 0;
+  /// activation_checkpointing.profile: the recomputed layers' times; null when off.
+  std::shared_ptr<checkpointing::CheckpointProfile> checkpoint_profile;
 };
 
 }  // namespace zerotrain::detail

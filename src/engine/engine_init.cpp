@@ -160,7 +160,10 @@ Engine initialize(std::shared_ptr<torch::nn::Module> model, const Config& config
 
   s.core = std::make_shared<zero::ShardedModel>(std::move(units.spec), core_plan(config), *channels.reduce,
                                                 *channels.gather, std::move(options.observer));
-  detail::attach_units(units, s.core);
+  const checkpointing::CheckpointOptions checkpointing =
+      checkpointing::CheckpointOptions::from_config(config.activation_checkpointing());
+  s.checkpoint_profile = checkpointing.profile;
+  detail::attach_units(units, s.core, checkpointing, options.recompute_units);
   {
     // Buffers (running statistics and the like) start from rank 0's too.
     c10::NoGradGuard no_grad;
@@ -184,9 +187,9 @@ Engine initialize(std::shared_ptr<torch::nn::Module> model, const Config& config
   facts.train_batch_size = config.batch().train_batch_size;
   facts.report_loss_scale = config.fp16().enabled;
   // Rank 0 creates the monitors' directories; every rank learns if that failed.
-  const std::string monitor_error = checkpoint::capture_error(
+  const std::string monitor_error = ckpt::capture_error(
       [&] { s.reporter = std::make_unique<monitor::Reporter>(config.logging(), options.progress, facts); });
-  checkpoint::agree(*comm, device, monitor_error, "setting up csv_monitor/tensorboard");
+  ckpt::agree(*comm, device, monitor_error, "setting up csv_monitor/tensorboard");
   s.telemetry->rebase(channels.stats());
   return Engine(std::move(impl));
 }

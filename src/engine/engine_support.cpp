@@ -69,20 +69,20 @@ std::vector<ConfigProblem> unsupported_settings(const Config& c) {
     out.push_back({"optimizer",
                    "the config has no optimizer section; zerotrain's engine runs the optimizer it names "
                    "(Adam, AdamW or Lamb) and takes no client optimizer"});
+  // Honoured: cpu_checkpointing, synchronize_checkpoint_boundary, profile
+  // (checkpointing::CheckpointOptions::from_config).
   const ActivationCheckpointingConfig& a = c.activation_checkpointing();
-  const struct {
-    const char* key;
-    bool on;
-  } checkpointing[] = {{"partition_activations", a.partition_activations},
-                       {"cpu_checkpointing", a.cpu_checkpointing},
-                       {"contiguous_memory_optimization", a.contiguous_memory_optimization},
-                       {"number_checkpoints", a.number_checkpoints.has_value()},
-                       {"synchronize_checkpoint_boundary", a.synchronize_checkpoint_boundary},
-                       {"profile", a.profile}};
-  for (const auto& k : checkpointing)
-    if (k.on)
-      out.push_back({std::string("activation_checkpointing.") + k.key,
-                     "activation checkpointing is not implemented yet; remove the setting"});
+  if (a.partition_activations)
+    out.push_back({"activation_checkpointing.partition_activations",
+                   "partitions saved activations across the model-parallel group, and zerotrain has no model "
+                   "parallelism; remove it (cpu_checkpointing moves them to host memory instead)"});
+  if (a.contiguous_memory_optimization)
+    out.push_back({"activation_checkpointing.contiguous_memory_optimization",
+                   "contiguous buffers for partitioned activations are not implemented; remove it"});
+  if (a.number_checkpoints)
+    out.push_back({"activation_checkpointing.number_checkpoints",
+                   "only sizes the buffers of contiguous_memory_optimization, which is not implemented; remove "
+                   "it (which layers are recomputed is chosen by marking them: docs/activation_checkpointing.md)"});
   return out;
 }
 

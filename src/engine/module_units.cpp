@@ -235,8 +235,9 @@ ModuleUnits cut_into_units(torch::nn::Module& root, const WrapPolicy& policy, in
   return out;
 }
 
-void attach_units(const ModuleUnits& units, const std::weak_ptr<UnitTriggers>& triggers) {
-  for (const auto& [boundary, unit] : units.boundaries) boundary->attach(triggers, unit);
+void attach_units(const ModuleUnits& units, const std::weak_ptr<UnitTriggers>& triggers,
+                  const checkpointing::CheckpointOptions& options, bool recompute_all) {
+  for (const auto& [boundary, unit] : units.boundaries) boundary->attach(triggers, unit, options, recompute_all);
 }
 
 }  // namespace zerotrain::detail

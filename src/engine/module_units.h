@@ -31,6 +31,9 @@ struct ModuleUnits {
 ModuleUnits cut_into_units(torch::nn::Module& root, const WrapPolicy& policy, int64_t reduce_bucket_size);
 
 /// Points every wrapper at `triggers`.
-void attach_units(const ModuleUnits& units, const std::weak_ptr<UnitTriggers>& triggers);
+/// Every marked layer's triggers, and its activation checkpointing (the
+/// config's options; every layer recomputed when `recompute_all`).
+void attach_units(const ModuleUnits& units, const std::weak_ptr<UnitTriggers>& triggers,
+                  const checkpointing::CheckpointOptions& options, bool recompute_all);
 
 }  // namespace zerotrain::detail

@@ -28,8 +28,8 @@ optim::StepHyperParams TrainingProgress::hyper_params(double group_lr, double gr
   return h;
 }
 
-checkpoint::EngineCounters TrainingProgress::save() const {
-  checkpoint::EngineCounters c;
+ckpt::EngineCounters TrainingProgress::save() const {
+  ckpt::EngineCounters c;
   c.global_steps = counters.global_steps;
   c.micro_steps = counters.micro_steps;
   c.skipped_steps = counters.skipped_steps;
@@ -39,7 +39,7 @@ checkpoint::EngineCounters TrainingProgress::save() const {
   return c;
 }
 
-void TrainingProgress::restore(const checkpoint::EngineCounters& saved, at::ScalarType saved_dtype,
+void TrainingProgress::restore(const ckpt::EngineCounters& saved, at::ScalarType saved_dtype,
                                bool with_optimizer_steps, bool with_scheduler) {
   counters.global_steps = saved.global_steps;
   counters.micro_steps = saved.micro_steps;

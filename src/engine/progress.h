@@ -2,7 +2,7 @@
 // Where training is: DeepSpeed's counters, the loss scaler and the LR
 // schedule, and the hyper-parameters they give each optimizer group. The
 // engine advances it once per micro-batch and per optimizer step; a
-// checkpoint saves it as checkpoint::EngineCounters and the engine restores it.
+// checkpoint saves it as ckpt::EngineCounters and the engine restores it.
 
 #include <zerotrain/config.h>
 
@@ -36,9 +36,9 @@ class TrainingProgress {
   /// group's lr and weight decay, the schedule applied.
   optim::StepHyperParams hyper_params(double group_lr, double group_weight_decay) const;
 
-  checkpoint::EngineCounters save() const;
+  ckpt::EngineCounters save() const;
   /// What load_checkpoint restores; see LoadCheckpointOptions.
-  void restore(const checkpoint::EngineCounters& saved, at::ScalarType saved_dtype, bool with_optimizer_steps,
+  void restore(const ckpt::EngineCounters& saved, at::ScalarType saved_dtype, bool with_optimizer_steps,
                bool with_scheduler);
 
   StepCounters counters;

@@ -93,6 +93,11 @@ MemoryReport Engine::memory_report() const {
   return r;
 }
 
+std::optional<checkpointing::CheckpointProfile::Totals> Engine::checkpoint_profile() const {
+  if (!state_->checkpoint_profile) return std::nullopt;
+  return state_->checkpoint_profile->totals();
+}
+
 CommStats Engine::comm_report() const { return state_->telemetry->last_step(); }
 PhaseTimes Engine::timers() const { return state_->telemetry->times(); }
 PhaseTimer Engine::time(Phase phase) { return PhaseTimer(state_.get(), phase); }

@@ -4,6 +4,8 @@
 
 #include <zerotrain/unit_module.h>
 
+#include "zero/forward_context.h"
+
 #include <c10/core/GradMode.h>
 #include <c10/util/Exception.h>
 
@@ -46,9 +48,18 @@ namespace detail {
 
 UnitBoundary::~UnitBoundary() = default;
 
-void UnitBoundary::attach(std::weak_ptr<UnitTriggers> triggers, int unit) {
+void UnitBoundary::attach(std::weak_ptr<UnitTriggers> triggers, int unit, checkpointing::CheckpointOptions options,
+                          bool recompute_all) {
   triggers_ = std::move(triggers);
   unit_ = unit;
+  options_ = std::move(options);
+  if (recompute_all) recompute_ = true;
+}
+
+void UnitBoundary::recompute_unsupported() const {
+  TORCH_CHECK(false, "zerotrain: unit ", unit_, " is recomputed (activation checkpointing), but its layer's "
+              "forward does not map tensors to one tensor; checkpoint inside the layer with "
+              "zerotrain::checkpointing::checkpoint instead");
 }
 
 std::shared_ptr<UnitTriggers> UnitBoundary::enter() const {
@@ -61,7 +72,10 @@ void UnitBoundary::leave(const std::shared_ptr<UnitTriggers>& triggers,
                          const std::vector<at::Tensor>& outputs) const {
   if (!triggers) return;
   triggers->after_forward(unit_);
-  if (c10::GradMode::is_enabled()) attach_before_backward(triggers_, unit_, outputs);
+  // Note [Forwards inside activation checkpointing]: a recomputed unit had its
+  // before-backward trigger when it was entered.
+  if (c10::GradMode::is_enabled() && zero::current_forward_kind() != zero::ForwardKind::kRecompute)
+    attach_before_backward(triggers_, unit_, outputs);
 }
 
 }  // namespace detail

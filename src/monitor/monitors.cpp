@@ -16,7 +16,7 @@ namespace {
 std::string log_dir(const MonitorConfig& m, const char* section) {
   const std::string dir = (m.output_path.empty() ? std::string(".") : m.output_path) + "/" + m.job_name;
   try {
-    checkpoint::make_directories(dir);
+    ckpt::make_directories(dir);
   } catch (const std::exception& e) {
     TORCH_CHECK(false, "zerotrain: ", section, ".output_path: cannot create ", dir, ": ", e.what());
   }
@@ -40,7 +40,7 @@ void CsvMonitor::write(const MonitorEvent& e) {
   auto it = files_.find(e.name);
   if (it == files_.end()) {
     const std::string path = dir_ + "/" + event_file_stem(e.name) + ".csv";
-    const bool fresh = !checkpoint::path_exists(path);
+    const bool fresh = !ckpt::path_exists(path);
     std::FILE* f = std::fopen(path.c_str(), "a");
     TORCH_CHECK(f != nullptr, "zerotrain: csv_monitor: cannot open ", path, ": ", std::strerror(errno));
     if (fresh) std::fprintf(f, "step,%s\n", e.name.c_str());

@@ -2,6 +2,8 @@
 
 #include "zero/sharded_model.h"
 
+#include "zero/forward_context.h"
+
 #include "comm/gather_values.h"
 
 #include <ATen/core/grad_mode.h>
@@ -135,10 +137,13 @@ void ShardedModel::emit(EngineEvent::Kind kind, int unit, int param, int in_flig
 void ShardedModel::before_forward(int unit) {
   TORCH_CHECK(unit >= 0 && unit < static_cast<int>(units_.size()), "zerotrain: unit index ", unit,
               " is outside [0, ", units_.size(), ")");
+  // Note [Forwards inside activation checkpointing] (forward_context.h).
+  const ForwardKind kind = current_forward_kind();
+  if (kind == ForwardKind::kRecompute) return before_backward(unit);
   if (scheduler_) scheduler_->need(unit, Pass::kForward);
   units_[static_cast<size_t>(unit)].check_readable("ran its forward");
   ever_entered_[static_cast<size_t>(unit)] = 1;
-  if (at::GradMode::is_enabled()) {
+  if (at::GradMode::is_enabled() || kind == ForwardKind::kCheckpointed) {
     std::lock_guard<std::mutex> lock(trace_mutex_);
     if (std::find(this_forward_.begin(), this_forward_.end(), unit) == this_forward_.end())
       this_forward_.push_back(unit);
@@ -147,6 +152,7 @@ void ShardedModel::before_forward(int unit) {
 }
 
 void ShardedModel::after_forward(int unit) {
+  if (current_forward_kind() == ForwardKind::kRecompute) return;  // released after its backward
   emit(EngineEvent::Kind::kAfterForward, unit, -1, 0);
   if (scheduler_) scheduler_->done_with(unit, Pass::kForward);
 }

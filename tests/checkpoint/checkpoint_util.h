@@ -27,33 +27,33 @@ class TempDir {
     std::string tmpl = std::string(base ? base : "/tmp") + "/zt-ckpt-XXXXXX";
     path_ = ::mkdtemp(tmpl.data()) ? tmpl : "";
   }
-  ~TempDir() { checkpoint::remove_tree(path_); }
+  ~TempDir() { ckpt::remove_tree(path_); }
   const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return checkpoint::join_path(path_, name); }
+  std::string operator/(const std::string& name) const { return ckpt::join_path(path_, name); }
 
  private:
   std::string path_;
 };
 
 inline void flip_byte(const std::string& path, uint64_t offset) {
-  std::string bytes = checkpoint::read_small_file(path);
+  std::string bytes = ckpt::read_small_file(path);
   bytes.at(offset) = static_cast<char>(bytes.at(offset) ^ 0x5a);
-  checkpoint::OutputFile f(path);
+  ckpt::OutputFile f(path);
   f.write(bytes.data(), bytes.size());
   f.sync_and_close();
 }
 
 inline void truncate_file(const std::string& path, uint64_t size) {
-  std::string bytes = checkpoint::read_small_file(path);
+  std::string bytes = ckpt::read_small_file(path);
   bytes.resize(size);
-  checkpoint::OutputFile f(path);
+  ckpt::OutputFile f(path);
   f.write(bytes.data(), bytes.size());
   f.sync_and_close();
 }
 
 /// Every parameter's `state`, assembled from the pieces in whichever rank files hold them.
-inline std::map<std::string, at::Tensor> full_state(const std::string& tag_dir, checkpoint::PieceState state) {
-  using namespace checkpoint;
+inline std::map<std::string, at::Tensor> full_state(const std::string& tag_dir, ckpt::PieceState state) {
+  using namespace ckpt;
   const Manifest m = read_manifest(tag_dir);
   const at::ScalarType dt = piece_dtype(state, m.model_dtype);
   std::map<std::string, at::Tensor> out;
@@ -76,7 +76,7 @@ inline std::map<std::string, at::Tensor> full_state(const std::string& tag_dir, 
 
 /// Every tensor of a safetensors file, by name.
 inline std::map<std::string, at::Tensor> read_safetensors(const std::string& path) {
-  using namespace checkpoint;
+  using namespace ckpt;
   const InputFile f(path);
   const SafetensorsHeader h = read_safetensors_header(f);
   std::map<std::string, at::Tensor> out;

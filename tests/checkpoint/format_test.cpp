@@ -13,7 +13,7 @@
 namespace zerotrain::testing {
 namespace {
 
-using namespace checkpoint;
+using namespace ckpt;
 
 TEST(Safetensors, RoundTripsAndChecksumMatchesTheFile) {
   TempDir dir;

@@ -24,7 +24,7 @@ extern char** environ;
 namespace zerotrain::testing {
 namespace {
 
-using checkpoint::PieceState;
+using ckpt::PieceState;
 
 constexpr int64_t kGlobalBatch = 8;
 constexpr int kSaveAt = 4, kSteps = 8;
@@ -81,8 +81,8 @@ ZT_WORKER(ckpt_load_phase) {
     std::vector<PieceState> states{PieceState::kMaster, PieceState::kExpAvg, PieceState::kExpAvgSq};
     if (dtype != "fp32") states.push_back(PieceState::kModel);
     for (PieceState st : states) {
-      const auto a = full_state(checkpoint::join_path(dir, "saved"), st);
-      const auto b = full_state(checkpoint::join_path(dir, "resaved_n" + std::to_string(n)), st);
+      const auto a = full_state(ckpt::join_path(dir, "saved"), st);
+      const auto b = full_state(ckpt::join_path(dir, "resaved_n" + std::to_string(n)), st);
       checks.require(a.size() == b.size(), "same parameters");
       for (const auto& [name, t] : a)
         checks.require(b.count(name) && same_bits(t, b.at(name)),
@@ -109,7 +109,7 @@ ZT_WORKER(ckpt_resume_two_ranks) {
   for (int stage : {0, 1, 2, 3})
     for (const char* dtype : {"fp32", "bf16", "fp16"}) {
       const std::string what = "stage " + std::to_string(stage) + " " + dtype;
-      const std::string sub = checkpoint::join_path(dir, std::to_string(stage) + dtype);
+      const std::string sub = ckpt::join_path(dir, std::to_string(stage) + dtype);
       const Config config = test_config(stage, dtype, 2, 2, 1.0);
       InitOptions io;
       io.communicator = comm;
@@ -221,10 +221,10 @@ TEST(Checkpoint, ExportsConsolidatedWeightsThatPythonReads) {
 
   // In C++: the export equals the assembled master weights.
   const auto master = full_state(dir / "saved", PieceState::kMaster);
-  const checkpoint::InputFile f(dir / "model.safetensors");
-  const checkpoint::SafetensorsHeader h = checkpoint::read_safetensors_header(f);
+  const ckpt::InputFile f(dir / "model.safetensors");
+  const ckpt::SafetensorsHeader h = ckpt::read_safetensors_header(f);
   for (const auto& [name, t] : master) {
-    const checkpoint::TensorRecord* r = h.find(name);
+    const ckpt::TensorRecord* r = h.find(name);
     ASSERT_NE(r, nullptr) << name;
     at::Tensor back = at::empty(t.sizes(), at::kFloat);
     f.read_at(h.data_start + r->begin, back.data_ptr(), back.nbytes());
@@ -234,7 +234,7 @@ TEST(Checkpoint, ExportsConsolidatedWeightsThatPythonReads) {
   const std::string cmd = std::string(ZEROTRAIN_CLI_PATH) + " checkpoint export " + dir.path() + " --out " +
                           (dir / "cli.safetensors") + " > /dev/null";
   EXPECT_EQ(std::system(cmd.c_str()), 0);
-  EXPECT_EQ(checkpoint::read_small_file(dir / "cli.safetensors"), checkpoint::read_small_file(dir / "model.safetensors"));
+  EXPECT_EQ(ckpt::read_small_file(dir / "cli.safetensors"), ckpt::read_small_file(dir / "model.safetensors"));
 
   // inspect: 0 when every checksum verifies, 1 naming the file when one does not.
   const std::string inspect = std::string(ZEROTRAIN_CLI_PATH) + " checkpoint inspect " + dir.path();
@@ -242,7 +242,7 @@ TEST(Checkpoint, ExportsConsolidatedWeightsThatPythonReads) {
   flip_byte(dir / "saved/rank_00002.safetensors", 100);
   const int status = std::system((inspect + " > " + (dir / "inspect.txt")).c_str());
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status;
-  const std::string report = checkpoint::read_small_file(dir / "inspect.txt");
+  const std::string report = ckpt::read_small_file(dir / "inspect.txt");
   EXPECT_NE(report.find("rank_00002.safetensors"), std::string::npos) << report;
   EXPECT_NE(report.find("VERIFICATION FAILED"), std::string::npos) << report;
 
@@ -324,7 +324,7 @@ TEST(Checkpoint, SavesTheModelFileAtStage3OneUnitAtATime) {
   ASSERT_EQ(live.size(), 6u);
   ASSERT_EQ(exported.size(), live.size());
   for (const auto& [name, t] : live) EXPECT_TRUE(same_bits(t, exported.at(name))) << name;
-  EXPECT_FALSE(checkpoint::path_exists(dir / "refused.safetensors"));
+  EXPECT_FALSE(ckpt::path_exists(dir / "refused.safetensors"));
 }
 
 // ---- Killed saves -------------------------------------------------------------
@@ -353,7 +353,7 @@ ZT_WORKER(ckpt_save_forever) {
   for (int k = 0;; ++k) {
     engine_step(e, *model, data, 0, 4);
     e.save_checkpoint(dir, "t" + std::to_string(k % 3));
-    if (k == 0) checkpoint::write_file_atomically(checkpoint::join_path(dir, "ready"), "1");
+    if (k == 0) ckpt::write_file_atomically(ckpt::join_path(dir, "ready"), "1");
   }
 }
 
@@ -374,15 +374,15 @@ TEST(Checkpoint, SavesKilledAtRandomMomentsLeaveTheLastCompleteOneLoadable) {
     pid_t pid = 0;
     ASSERT_EQ(posix_spawn(&pid, exe.c_str(), nullptr, nullptr, argv, envp.data()), 0);
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (!checkpoint::path_exists(dir / "ready") && std::chrono::steady_clock::now() < deadline)
+    while (!ckpt::path_exists(dir / "ready") && std::chrono::steady_clock::now() < deadline)
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, 400000)(rng)));
     ::kill(pid, SIGKILL);
     int status = 0;
     ::waitpid(pid, &status, 0);
-    ASSERT_TRUE(checkpoint::path_exists(dir / "ready")) << "trial " << trial << ": the child never saved";
+    ASSERT_TRUE(ckpt::path_exists(dir / "ready")) << "trial " << trial << ": the child never saved";
     for (const char* t : {".t0.partial", ".t1.partial", ".t2.partial"})
-      if (checkpoint::path_exists(dir / t)) ++landed_mid_save;
+      if (ckpt::path_exists(dir / t)) ++landed_mid_save;
 
     const CheckpointInfo info = inspect_checkpoint(dir.path());
     EXPECT_TRUE(info.all_ok()) << "trial " << trial << "\n" << info.to_string();

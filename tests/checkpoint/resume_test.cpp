@@ -10,7 +10,7 @@
 namespace zerotrain::testing {
 namespace {
 
-using checkpoint::PieceState;
+using ckpt::PieceState;
 
 constexpr int64_t kMicro = 4;
 
@@ -157,9 +157,9 @@ TEST(Resume, DamagedCheckpointsAreRejectedAndChangeNothing) {
   const auto before = snapshot(*model_b);
 
   const std::string rank_file = dir / "good/rank_00000.safetensors";
-  const std::string original = checkpoint::read_small_file(rank_file);
+  const std::string original = ckpt::read_small_file(rank_file);
   const auto restore = [&] {
-    checkpoint::OutputFile f(rank_file);
+    ckpt::OutputFile f(rank_file);
     f.write(original.data(), original.size());
     f.sync_and_close();
   };
@@ -173,7 +173,7 @@ TEST(Resume, DamagedCheckpointsAreRejectedAndChangeNothing) {
       {"a flipped data byte", [&] { flip_byte(rank_file, original.size() - 3); }, rank_file, "corrupt"},
       {"a flipped header byte", [&] { flip_byte(rank_file, 40); }, rank_file, ""},
       {"a truncated file", [&] { truncate_file(rank_file, original.size() / 2); }, rank_file, "truncated"},
-      {"a missing file", [&] { checkpoint::remove_tree(rank_file); }, rank_file, "missing"},
+      {"a missing file", [&] { ckpt::remove_tree(rank_file); }, rank_file, "missing"},
   };
   for (const Case& c : cases) {
     c.damage();
@@ -185,7 +185,7 @@ TEST(Resume, DamagedCheckpointsAreRejectedAndChangeNothing) {
     restore();
   }
   const std::string manifest = dir / "good/manifest.json";
-  const std::string manifest_text = checkpoint::read_small_file(manifest);
+  const std::string manifest_text = ckpt::read_small_file(manifest);
   flip_byte(manifest, manifest_text.size() / 2);
   std::string e = error_of([&] { b.load_checkpoint(dir.path(), "good"); });
   EXPECT_NE(e.find(manifest), std::string::npos) << e;
@@ -193,7 +193,7 @@ TEST(Resume, DamagedCheckpointsAreRejectedAndChangeNothing) {
   for (const auto& [name, t] : before) EXPECT_TRUE(same_bits(t, after.at(name))) << "changed: " << name;
   EXPECT_EQ(b.global_steps(), 0);
 
-  checkpoint::write_file_atomically(dir / "latest", "gone");
+  ckpt::write_file_atomically(dir / "latest", "gone");
   e = error_of([&] { b.load_checkpoint(dir.path()); });
   EXPECT_NE(e.find("gone"), std::string::npos) << e;
 }

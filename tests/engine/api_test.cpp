@@ -186,6 +186,9 @@ TEST(EngineErrors, MisuseAndUnsupportedSettingsNameTheProblem) {
                                     j["activation_checkpointing"] = {{"partition_activations", true}};
                                   }),
                       "activation_checkpointing.partition_activations");
+  expect_config_error(test_config(1, "fp32", kMicro, 1, 0.0,
+                                  [](nlohmann::json& j) { j["activation_checkpointing"] = {{"number_checkpoints", 4}}; }),
+                      "activation_checkpointing.number_checkpoints");
 
   auto model = make_model(ModelKind::kMlp);
   const Data data = make_data(*model, 1, kMicro);

@@ -24,7 +24,7 @@ namespace {
 
 using namespace zerotrain::monitor;
 
-using checkpoint::read_small_file;
+using ckpt::read_small_file;
 
 TEST(MonitorText, NumbersAndDurations) {
   EXPECT_EQ(format_duration(59.4), "0:59");
@@ -177,7 +177,7 @@ std::vector<std::string> read_records(const std::string& path) {
 TEST(MonitorTensorBoard, RecordsAreFramedChecksummedAndHoldTheTagAndValue) {
   TempDir tmp;
   const std::string dir = tmp / "tb";
-  checkpoint::make_directories(dir);
+  ckpt::make_directories(dir);
   std::string path;
   {
     EventFileWriter w(dir);
@@ -257,8 +257,8 @@ TEST(MonitorEngine, ReportLineAndEventsFollowTheTraining) {
     EXPECT_NEAR(std::stod(line.substr(comma + 1)), step_loss[static_cast<size_t>(s)], 1e-6 * step_loss[0]);
   }
   EXPECT_FALSE(std::getline(csv, line)) << "one row per step";
-  EXPECT_TRUE(checkpoint::path_exists(dir + "/run/Train_Samples_lr.csv"));
-  EXPECT_TRUE(checkpoint::path_exists(dir + "/run/Train_Samples_grad_norm.csv"));
+  EXPECT_TRUE(ckpt::path_exists(dir + "/run/Train_Samples_lr.csv"));
+  EXPECT_TRUE(ckpt::path_exists(dir + "/run/Train_Samples_grad_norm.csv"));
   EXPECT_EQ(read_small_file(dir + "/run/Validation_loss.csv"), "step,Validation/loss\n48,0.25\n");
 }
 
