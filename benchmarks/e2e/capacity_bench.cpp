@@ -15,6 +15,15 @@
 // block and the prefetch bucket); the measured peak adds activations, Gloo's
 // staging of each all-gather and the reduce buckets.
 //
+// Two more rows: stage 3 with optimizer and parameter offload, and the same
+// with every block recomputed (activation checkpointing). What counts against
+// the cap there is device memory: the peak less the bytes the engine keeps in
+// host memory (memory_report().host, allocated at initialize and live
+// throughout; tests/engine/offload_test.cpp checks it against the buffers'
+// sizes). On a CPU-only machine both are the same memory, so this is the
+// device budget a GPU run of the same model would need, measured here; the
+// estimate is `zerotrain estimate --offload-optimizer --offload-param`.
+//
 //   torchrun --no-python --standalone --nproc-per-node=2 build/benchmarks/capacity_bench
 //       [--cap-mb 96 --dtype bf16 --layers 4 --heads 4 --context 64 --batch 2 --widths 64,96,...]
 
@@ -65,7 +74,19 @@ Args parse(int argc, char** argv) {
   return a;
 }
 
-zerotrain::Config config_for(const Args& a, int stage, int64_t block_numel) {
+/// A row of the table: a ZeRO stage, with or without offload (optimizer and
+/// parameters) and activation checkpointing (every block recomputed).
+struct Setup {
+  int stage;
+  bool offload = false;
+  bool recompute = false;
+  std::string label() const {
+    return std::to_string(stage) + (offload ? " + offload" : "") + (recompute ? " + checkpointing" : "");
+  }
+};
+
+zerotrain::Config config_for(const Args& a, const Setup& setup, int64_t block_numel) {
+  const int stage = setup.stage;
   nlohmann::json j = {
       {"train_micro_batch_size_per_gpu", a.batch},
       {"gradient_accumulation_steps", 1},
@@ -78,6 +99,10 @@ zerotrain::Config config_for(const Args& a, int stage, int64_t block_numel) {
     j["zero_optimization"]["stage3_prefetch_bucket_size"] = block_numel;
     j["zero_optimization"]["stage3_max_reuse_distance"] = 0;
   }
+  if (setup.offload) {
+    j["zero_optimization"]["offload_optimizer"] = {{"device", "cpu"}};
+    j["zero_optimization"]["offload_param"] = {{"device", "cpu"}};
+  }
   if (a.dtype == "bf16") j["bf16"] = {{"enabled", true}};
   return zerotrain::Config::from_json(j);
 }
@@ -87,7 +112,7 @@ int64_t block_numel(int64_t width) { return 12 * width * width + 13 * width; }  
 // zerotrain estimate's per-rank bytes for the GPT at `width`, with stage 3's
 // window: the root unit (embeddings, final norm: no triggers, so always
 // gathered), the largest unit (a block) and the prefetch bucket (one block).
-int64_t estimate(const Args& a, int stage, int64_t width, int world) {
+int64_t estimate(const Args& a, const Setup& setup, int64_t width, int world) {
   gpt::GptConfig m = a.model;
   m.width = width;
   zerotrain::EstimateOptions eo;
@@ -97,16 +122,20 @@ int64_t estimate(const Args& a, int stage, int64_t width, int world) {
   eo.largest_unit = block_numel(width);
   eo.prefetch_bucket = block_numel(width);
   eo.persistent = eo.parameters - m.layers * block_numel(width);
-  return zerotrain::estimate_model_states(eo, stage).device_total();
+  eo.offload_optimizer = eo.offload_param = setup.offload;
+  return zerotrain::estimate_model_states(eo, setup.stage).device_total();
 }
 
 // Builds, initializes and trains two steps at `width`; returns the largest
-// rank's peak of live tensor bytes above those live before.
-int64_t measure(const Args& a, int stage, int64_t width, const std::shared_ptr<zerotrain::Communicator>& comm,
+// rank's peak of live tensor bytes above those live before, less what the
+// engine keeps in host memory (offload).
+int64_t measure(const Args& a, const Setup& setup, int64_t width, const std::shared_ptr<zerotrain::Communicator>& comm,
                 CountingAllocator& alloc, const gpt::Corpus& corpus) {
   gpt::GptConfig m = a.model;
   m.width = width;
-  const zerotrain::Config config = config_for(a, stage, block_numel(width));
+  const int stage = setup.stage;
+  const zerotrain::Config config = config_for(a, setup, block_numel(width));
+  int64_t host = 0;
   std::vector<std::pair<at::Tensor, at::Tensor>> batches;
   for (uint64_t i = 0; i < 2; ++i)
     batches.push_back(gpt::sample_batch(corpus.train, a.batch, m.context,
@@ -116,6 +145,7 @@ int64_t measure(const Args& a, int stage, int64_t width, const std::shared_ptr<z
   {
     zerotrain::InitOptions o;
     o.communicator = comm;
+    o.recompute_units = setup.recompute;
     torch::manual_seed(1);
     std::optional<gpt::Gpt> model;
     {
@@ -132,9 +162,10 @@ int64_t measure(const Args& a, int stage, int64_t width, const std::shared_ptr<z
       engine.backward(gpt::next_token_loss(*model, x, y));
       engine.step();
     }
+    host = engine.memory_report().host;
   }
-  const std::vector<int64_t> peaks =
-      zerotrain::comm_detail::all_gather_values(*comm, torch::kCPU, std::vector<int64_t>{alloc.peak() - before});
+  const std::vector<int64_t> peaks = zerotrain::comm_detail::all_gather_values(
+      *comm, torch::kCPU, std::vector<int64_t>{alloc.peak() - before - host});
   return *std::max_element(peaks.begin(), peaks.end());
 }
 
@@ -152,16 +183,18 @@ int main(int argc, char** argv) try {
                 static_cast<long long>(a.model.layers), static_cast<long long>(a.model.context),
                 static_cast<long long>(a.batch), static_cast<long long>(a.widths.front()),
                 static_cast<long long>(a.widths.back()));
-    std::printf("| stage | widest that fits (measured) | parameters | parameters / stage 0's | measured peak | "
+    std::printf("| setup | widest that fits (measured) | parameters | parameters / stage 0's | measured peak | "
                 "estimate | widest the estimate fits | next width's measured peak |\n"
                 "|---|---|---|---|---|---|---|---|\n");
   }
   const gpt::Corpus corpus = gpt::load_fortunes("/usr/share/games/fortunes");
   int64_t stage0_params = 0;  // the baseline, measured in this run
-  for (int stage = 0; stage <= 3; ++stage) {
+  const std::vector<Setup> setups{{0}, {1}, {2}, {3}, {3, true, false}, {3, true, true}};
+  for (const Setup& setup : setups) {
+    const int stage = setup.stage;
     std::optional<std::pair<int64_t, int64_t>> best, first_over;  // width, measured peak
     for (int64_t width : a.widths) {
-      const int64_t peak = measure(a, stage, width, comm, alloc, corpus);
+      const int64_t peak = measure(a, setup, width, comm, alloc, corpus);
       if (peak > cap) {
         first_over = {width, peak};
         break;  // the peak grows with the width
@@ -170,25 +203,26 @@ int main(int argc, char** argv) try {
     }
     std::optional<int64_t> estimate_best;
     for (int64_t width : a.widths)
-      if (estimate(a, stage, width, comm->world_size()) <= cap) estimate_best = width;
+      if (estimate(a, setup, width, comm->world_size()) <= cap) estimate_best = width;
     if (!print) continue;
     if (!best) {
-      std::printf("| %d | none of the widths | | | | | | |\n", stage);
+      std::printf("| %s | none of the widths | | | | | | |\n", setup.label().c_str());
       continue;
     }
     gpt::GptConfig m = a.model;
     m.width = best->first;
-    if (stage == 0) stage0_params = m.parameter_count();
+    if (stage == 0) stage0_params = m.parameter_count();  // the first row
     char ratio[32] = "-";
     if (stage0_params > 0)
       std::snprintf(ratio, sizeof ratio, "%.2fx", static_cast<double>(m.parameter_count()) / stage0_params);
     const std::string next =
         first_over ? std::to_string(first_over->first) + ": " + zerotrain::format_bytes(first_over->second)
                    : std::string("(the ladder ends)");
-    std::printf("| %d | %lld | %.2fM | %s | %s | %s | %s | %s |\n", stage, static_cast<long long>(best->first),
+    std::printf("| %s | %lld | %.2fM | %s | %s | %s | %s | %s |\n", setup.label().c_str(),
+                static_cast<long long>(best->first),
                 static_cast<double>(m.parameter_count()) / 1e6, ratio,
                 zerotrain::format_bytes(best->second).c_str(),
-                zerotrain::format_bytes(estimate(a, stage, best->first, comm->world_size())).c_str(),
+                zerotrain::format_bytes(estimate(a, setup, best->first, comm->world_size())).c_str(),
                 estimate_best ? std::to_string(*estimate_best).c_str() : "none", next.c_str());
     std::fflush(stdout);
   }

@@ -31,6 +31,20 @@
 //   --persistence N (stage3_param_persistence_threshold). Its model states are the
 //   shard and the step's peak window of gathered units (memory_report()).
 //
+// offload (under torchrun): optimizer offload against the same stage without
+//   it (stage 2), and stage 3 with optimizer and parameter offload against
+//   stage 3, interleaved as above; each row's time over its baseline. On a
+//   CPU-only machine host and device are the same memory: this measures the
+//   mechanism's cost (the copies and the host step), not a transfer.
+//   torchrun --no-python --standalone --nproc-per-node=2 build/benchmarks/e2e_bench offload [--stage3-only 0]
+//
+// checkpointing (one process): every block recomputed (InitOptions::recompute_units)
+//   against the plain model, interleaved; ms/step, and the peak bytes above
+//   what was live before a step (activations, gradients, buffers), counted by
+//   an allocation counter in front of LibTorch's CPU allocator. Run at a few
+//   depths by benchmarks/e2e/checkpointing.sh.
+//   build/benchmarks/e2e_bench checkpointing --layers 4 [--steps 5 --rounds 3]
+//
 // GPU (when one is available): GPT-2 124M in bf16 at world size 1,
 //   e2e_bench overhead --device cuda --dtype bf16 --layers 12 --width 768 --heads 12 --context 1024 --batch 8
 //   python3 benchmarks/e2e/pytorch_gpt.py --device cuda ... (the same model from PyTorch, AdamW(fused=True))
@@ -39,6 +53,7 @@
 #include "corpus.h"
 #include "gpt.h"
 #include "comm/gather_values.h"
+#include "support/counting_allocator.h"
 #include "monitor/resources.h"  // peak memory; the GPU's peak FLOP/s, for MFU
 
 #include <zerotrain/zerotrain.h>
@@ -56,6 +71,8 @@
 
 namespace {
 
+using zerotrain::testing::CountingAllocator;
+
 struct Args {
   std::string mode;
   gpt::GptConfig model{256, 128, 4, 4, 256};
@@ -69,8 +86,10 @@ Args parse(int argc, char** argv) {
   Args a;
   if (argc < 2) throw std::invalid_argument("e2e_bench: the first argument is the mode: overhead or scaling");
   a.mode = argv[1];
-  if (a.mode != "overhead" && a.mode != "scaling" && a.mode != "stage3")
-    throw std::invalid_argument("e2e_bench: unknown mode " + a.mode + " (overhead, scaling or stage3)");
+  if (a.mode != "overhead" && a.mode != "scaling" && a.mode != "stage3" && a.mode != "offload" &&
+      a.mode != "checkpointing")
+    throw std::invalid_argument("e2e_bench: unknown mode " + a.mode +
+                                " (overhead, scaling, stage3, offload or checkpointing)");
   for (int i = 2; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (a.model.set_option(k, v)) continue;
@@ -91,7 +110,9 @@ Args parse(int argc, char** argv) {
 
 constexpr double kLr = 1e-3, kBeta1 = 0.9, kBeta2 = 0.95, kEps = 1e-8, kWeightDecay = 0.1;
 
-zerotrain::Config engine_config(const Args& a, int64_t stage) {
+using ConfigEdit = std::function<void(nlohmann::json&)>;
+
+zerotrain::Config engine_config(const Args& a, int64_t stage, const ConfigEdit& edit = nullptr) {
   nlohmann::json j = {
       {"train_micro_batch_size_per_gpu", a.batch},
       {"gradient_accumulation_steps", 1},
@@ -105,6 +126,7 @@ zerotrain::Config engine_config(const Args& a, int64_t stage) {
   if (a.dtype == "bf16") j["bf16"] = {{"enabled", true}};
   if (stage == 3 && a.prefetch_bucket >= 0) j["zero_optimization"]["stage3_prefetch_bucket_size"] = a.prefetch_bucket;
   if (stage == 3 && a.persistence >= 0) j["zero_optimization"]["stage3_param_persistence_threshold"] = a.persistence;
+  if (edit) edit(j);
   return zerotrain::Config::from_json(j);
 }
 
@@ -355,46 +377,103 @@ void run_scaling(const Args& a) {
               static_cast<double>(states) / static_cast<double>(predicted), rss_list.c_str());
 }
 
-void run_stage3(const Args& a) {
+// One engine per row, stepped interleaved round by round; every row's
+// slowest-rank median ms/step over its baseline row's. With `peak_bytes`, each
+// row then runs one more step alone under the allocation counter.
+struct Row {
+  std::string name;
+  int64_t stage;
+  ConfigEdit edit;
+  size_t baseline = 0;  // the row this one is compared with
+  bool recompute = false;
+  int64_t prefetch = -1, persistence = -1;  // stage 3
+};
+
+void run_rows(const Args& a, const std::vector<Row>& rows, bool peak_bytes) {
   auto comm = zerotrain::init_distributed();
   const int rank = comm->rank();
-  const Batches data = make_batches(a, a.steps * (a.rounds + 1), rank);
-  const int64_t block = 12 * a.model.width * a.model.width + 13 * a.model.width;
-  struct Row {
-    std::string name;
-    int64_t stage, prefetch;
-  };
-  const std::vector<Row> rows{{"stage 2", 2, -1},
-                              {"stage 3, prefetch one block (" + std::to_string(block) + " elements)", 3, block},
-                              {"stage 3, no prefetch", 3, 0}};
+  const Batches data = make_batches(a, a.steps * (a.rounds + 1) + 1, rank);
   std::vector<Method> methods;
+  std::vector<std::shared_ptr<zerotrain::Engine>> engines;
+  std::vector<std::shared_ptr<gpt::Gpt>> models;
   for (const Row& row : rows) {
     Args ra = a;
     ra.prefetch_bucket = row.prefetch;
-    ra.persistence = 0;
+    ra.persistence = row.persistence;
     auto m = std::make_shared<gpt::Gpt>(make_model(a));
     zerotrain::InitOptions o;
     o.communicator = comm;
-    auto e = std::make_shared<zerotrain::Engine>(zerotrain::initialize(m->ptr(), engine_config(ra, row.stage), o));
+    o.recompute_units = row.recompute;
+    auto e =
+        std::make_shared<zerotrain::Engine>(zerotrain::initialize(m->ptr(), engine_config(ra, row.stage, row.edit), o));
     methods.push_back(engine_method(data, m, e));
+    engines.push_back(e);
+    models.push_back(m);
   }
   const Interleaved timed = interleave(methods, a);
-  const std::vector<double>& last_loss = timed.last_loss;
   std::vector<double> medians;
   for (const auto& v : timed.per_step) medians.push_back(median(v));
   const std::vector<double> all = zerotrain::comm_detail::all_gather_values(*comm, torch::Device(a.device), medians);
+  std::vector<int64_t> peaks(rows.size(), 0);
+  if (peak_bytes) {
+    CountingAllocator& alloc = CountingAllocator::install();
+    const int64_t last = a.steps * (a.rounds + 1);
+    for (size_t k = 0; k < rows.size(); ++k) {
+      alloc.reset_peak();
+      const int64_t before = alloc.live();
+      methods[k](last, 1);
+      peaks[k] = alloc.peak() - before;
+    }
+  }
   if (rank != 0) return;
   std::vector<double> slowest(methods.size(), 0);
   for (size_t i = 0; i < all.size(); ++i) slowest[i % methods.size()] = std::max(slowest[i % methods.size()], all[i]);
   std::printf("model: %s, %.2fM parameters, %s, batch %lld x %lld tokens per rank, %d ranks; %lld steps x %lld "
-              "timed rounds, interleaved\n\n| configuration | ms/step (slowest rank) | time / stage 2 | final loss |\n"
-              "|---|---|---|---|\n",
+              "timed rounds, interleaved\n\n",
               a.model.to_string().c_str(), static_cast<double>(a.model.parameter_count()) / 1e6, a.dtype.c_str(),
               static_cast<long long>(a.batch), static_cast<long long>(a.model.context), comm->world_size(),
               static_cast<long long>(a.steps), static_cast<long long>(a.rounds));
-  for (size_t k = 0; k < methods.size(); ++k)
-    std::printf("| %s | %.1f | %.3fx | %.4f |\n", rows[k].name.c_str(), slowest[k] * 1e3, slowest[k] / slowest[0],
-                last_loss[k]);
+  std::printf("| configuration | ms/step (slowest rank) | time / baseline |%s final loss |\n|---|---|---|%s---|\n",
+              peak_bytes ? " peak bytes in a step (rank 0) | peak / baseline's |" : "",
+              peak_bytes ? "---|---|" : "");
+  for (size_t k = 0; k < methods.size(); ++k) {
+    const size_t b = rows[k].baseline;
+    std::printf("| %s | %.1f | %.3fx (%s) |", rows[k].name.c_str(), slowest[k] * 1e3, slowest[k] / slowest[b],
+                rows[b].name.c_str());
+    if (peak_bytes)
+      std::printf(" %s | %.3fx |", zerotrain::format_bytes(peaks[k]).c_str(),
+                  static_cast<double>(peaks[k]) / static_cast<double>(peaks[b]));
+    std::printf(" %.4f |\n", timed.last_loss[k]);
+  }
+}
+
+void run_stage3(const Args& a) {
+  const int64_t block = 12 * a.model.width * a.model.width + 13 * a.model.width;
+  run_rows(a,
+           {{"stage 2", 2, nullptr},
+            {"stage 3, prefetch one block (" + std::to_string(block) + " elements)", 3, nullptr, 0, false, block, 0},
+            {"stage 3, no prefetch", 3, nullptr, 0, false, 0, 0}},
+           false);
+}
+
+void run_offload(const Args& a) {
+  const ConfigEdit optimizer = [](nlohmann::json& j) {
+    j["zero_optimization"]["offload_optimizer"] = {{"device", "cpu"}};
+  };
+  const ConfigEdit both = [](nlohmann::json& j) {
+    j["zero_optimization"]["offload_optimizer"] = {{"device", "cpu"}};
+    j["zero_optimization"]["offload_param"] = {{"device", "cpu"}};
+  };
+  run_rows(a,
+           {{"stage 2", 2, nullptr},
+            {"stage 2, offload_optimizer", 2, optimizer, 0},
+            {"stage 3", 3, nullptr, 2},
+            {"stage 3, offload_optimizer + offload_param", 3, both, 2}},
+           false);
+}
+
+void run_checkpointing(const Args& a) {
+  run_rows(a, {{"stage 0, plain", 0, nullptr}, {"stage 0, every block recomputed", 0, nullptr, 0, true}}, true);
 }
 
 }  // namespace
@@ -404,6 +483,8 @@ int main(int argc, char** argv) try {
   if (a.threads > 0) at::set_num_threads(static_cast<int>(a.threads));
   if (a.mode == "overhead") run_overhead(a);
   else if (a.mode == "stage3") run_stage3(a);
+  else if (a.mode == "offload") run_offload(a);
+  else if (a.mode == "checkpointing") run_checkpointing(a);
   else run_scaling(a);
   return 0;
 } catch (const c10::Error& e) {

@@ -8,7 +8,7 @@
 //             [--layers 4 --heads 4 --width 128 --context 128 | --model FILE.json]
 //             [--eval-every 100] [--save-every 0] [--sample-bytes 300] [--prompt TEXT]
 //             [--data /usr/share/games/fortunes] [--device cpu|cuda] [--bar auto|on|off]
-//             [--max-val-loss X]
+//             [--max-val-loss X] [--checkpoint-activations on|off]
 //   torchrun --no-python --standalone --nproc-per-node=2 build/examples/train_gpt/train_gpt ...
 //
 // Every rank draws its own micro-batches from a seed made of (seed, step,
@@ -40,6 +40,7 @@ struct Args {
   std::string save, resume, prompt = "The ";
   std::string device = "cpu";
   std::string bar = "auto";
+  bool checkpoint_activations = false;  // recompute every block in backward
   int64_t steps = 0;  // 0: the schedule's total_num_steps, else 600
   int64_t eval_every = 100, save_every = 0, sample_bytes = 300, val_windows = 64;
   uint64_t seed = 1234;
@@ -81,6 +82,10 @@ Args parse(int argc, char** argv) {
     else if (k == "--val-windows") a.val_windows = std::stoll(v);
     else if (k == "--seed") a.seed = std::stoull(v);
     else if (k == "--max-val-loss") a.max_val_loss = std::stod(v);
+    else if (k == "--checkpoint-activations") {
+      if (v != "on" && v != "off") throw std::invalid_argument("train_gpt: --checkpoint-activations takes on or off");
+      a.checkpoint_activations = v == "on";
+    }
     else if (a.model.set_option(k, v)) continue;
     else if (k == "--model") read_model_file(v, a.model);
     else throw std::invalid_argument("train_gpt: unknown option " + k);
@@ -143,6 +148,10 @@ int main(int argc, char** argv) try {
   undecayed.params = model->undecayed_parameters();
   undecayed.weight_decay = 0.0;
   init.param_groups = {decayed, undecayed};
+  // Activation checkpointing without touching the model: every block (a
+  // zerotrain::Unit) is recomputed in backward, with the config's
+  // activation_checkpointing options.
+  init.recompute_units = a.checkpoint_activations;
   init.progress.total_steps = total_steps;
   init.progress.tokens_per_sample = context;
   init.progress.flops_per_sample = a.model.flops_per_token() * static_cast<double>(context);
@@ -241,6 +250,11 @@ int main(int argc, char** argv) try {
                 printable(sample).c_str());
     std::printf("final validation loss: %.4f after %lld steps\n", *val_loss,
                 static_cast<long long>(engine.global_steps()));
+    if (const auto p = engine.checkpoint_profile())  // activation_checkpointing.profile
+      std::printf("activation checkpointing: %lld checkpointed forwards (%.1f ms), %lld recomputes (%.1f ms), "
+                  "%.1f MB of saved inputs\n",
+                  static_cast<long long>(p->forwards), p->forward_ms, static_cast<long long>(p->recomputes),
+                  p->recompute_ms, static_cast<double>(p->saved_input_bytes) / 1e6);
     if (!checkpoint.empty())
       std::printf("checkpoint: %s\nresume with the same command plus: --resume %s --steps %lld\n",
                   checkpoint.c_str(), a.save.c_str(), static_cast<long long>(total_steps * 2));

@@ -1,5 +1,5 @@
 // `zerotrain estimate --params N [--world-size W] [--stage S] [--dtype bf16|fp16|fp32]
-//                     [--offload-optimizer] [--largest-unit N] [--prefetch-bucket N]
+//                     [--offload-optimizer] [--offload-param] [--largest-unit N] [--prefetch-bucket N]
 //                     [--persistent N] [--reuse-distance N] [--max-live N] [--json]`
 //
 // Per-rank bytes of model states by the ZeRO formulas (include/zerotrain/estimate.h):
@@ -25,6 +25,7 @@ struct EstimateArgs {
   std::optional<int> stage;
   std::string dtype = "bf16";
   bool offload_optimizer = false;
+  bool offload_param = false;
   // Stage 3's gathered window (counts such as 125M).
   std::string largest_unit = "0";
   std::string prefetch_bucket = "0";
@@ -95,6 +96,7 @@ int run_estimate(const EstimateArgs& args) {
   }
   options.world_size = args.world_size;
   options.offload_optimizer = args.offload_optimizer;
+  options.offload_param = args.offload_param;
   options.dtype = args.dtype == "fp32" ? DType::kFloat32 : args.dtype == "fp16" ? DType::kFloat16 : DType::kBFloat16;
 
   std::vector<ModelStateBytes> rows;
@@ -102,7 +104,8 @@ int run_estimate(const EstimateArgs& args) {
     if (args.stage) {
       rows.push_back(estimate_model_states(options, *args.stage));
     } else {
-      for (int s = args.offload_optimizer ? 1 : 0; s <= 3; ++s) rows.push_back(estimate_model_states(options, s));
+      const int first = args.offload_param ? 3 : args.offload_optimizer ? 1 : 0;
+      for (int s = first; s <= 3; ++s) rows.push_back(estimate_model_states(options, s));
     }
   } catch (const std::invalid_argument& e) {
     std::cerr << "zerotrain estimate: " << e.what() << "\n";
@@ -115,6 +118,7 @@ int run_estimate(const EstimateArgs& args) {
                           {"dtype", to_string(options.dtype)},
                           {"optimizer", "Adam"},
                           {"offload_optimizer", options.offload_optimizer},
+                          {"offload_param", options.offload_param},
                           {"per_rank_bytes", nlohmann::json::array()}};
     for (const auto& r : rows) {
       out["per_rank_bytes"].push_back({{"stage", r.stage},
@@ -123,7 +127,10 @@ int run_estimate(const EstimateArgs& args) {
                                        {"gradients", r.gradients},
                                        {"optimizer_states", r.optimizer_states},
                                        {"device_total", r.device_total()},
-                                       {"host_optimizer_states", r.host_optimizer_states}});
+                                       {"host_optimizer_states", r.host_optimizer_states},
+                                       {"host_parameters", r.host_parameters},
+                                       {"host_buffers", r.host_buffers},
+                                       {"host_total", r.host_total()}});
     }
     std::cout << out.dump(2) << "\n";
     return kExitOk;
@@ -131,20 +138,24 @@ int run_estimate(const EstimateArgs& args) {
 
   std::cout << "Model states per rank: " << options.parameters << " parameters on " << options.world_size
             << (options.world_size == 1 ? " rank" : " ranks") << ", " << precision_label(options.dtype)
-            << (options.offload_optimizer ? ", optimizer states offloaded to host memory" : "") << "\n\n";
+            << (options.offload_optimizer ? ", optimizer states offloaded to host memory" : "")
+            << (options.offload_param ? ", parameter shard offloaded to host memory" : "") << "\n\n";
   std::printf("%-6s %12s %12s %12s %18s %12s%s\n", "stage", "parameters", "gathered", "gradients",
               "optimizer states", "total", options.offload_optimizer ? "   host (offloaded)" : "");
   for (const auto& r : rows) {
     std::printf("%-6d %12s %12s %12s %18s %12s", r.stage, format_bytes(r.parameters).c_str(),
                 format_bytes(r.gathered_parameters).c_str(), format_bytes(r.gradients).c_str(),
                 format_bytes(r.optimizer_states).c_str(), format_bytes(r.device_total()).c_str());
-    if (options.offload_optimizer) std::printf(" %18s", format_bytes(r.host_optimizer_states).c_str());
+    if (options.offload_optimizer) std::printf(" %18s", format_bytes(r.host_total()).c_str());
     std::printf("\n");
   }
   std::cout << "\n\"gathered\": stage 3's full parameters held at one time (persistent units, the largest "
                "unit, the prefetch bucket and the reuse distance; pass --largest-unit, --prefetch-bucket and "
                "--reuse-distance).\n"
                "Activations, communication buffers and allocator fragmentation come on top.\n";
+  if (options.offload_optimizer)
+    std::cout << "\"host\": optimizer states, an fp32 copy of the owned gradients and a staging copy of the "
+                 "owned parameters (with --offload-param: the parameter shard instead).\n";
   return kExitOk;
 }
 
@@ -158,6 +169,8 @@ void add_estimate_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--stage", args->stage, "ZeRO stage (default: show all)")->check(CLI::Range(0, 3));
   cmd->add_option("--dtype", args->dtype, "Training precision")->check(CLI::IsMember({"bf16", "fp16", "fp32"}));
   cmd->add_flag("--offload-optimizer", args->offload_optimizer, "Optimizer states in host memory");
+  cmd->add_flag("--offload-param", args->offload_param,
+                "Stage 3's parameter shard in host memory (with --offload-optimizer)");
   cmd->add_option("--largest-unit", args->largest_unit, "Stage 3: elements of the largest unit");
   cmd->add_option("--prefetch-bucket", args->prefetch_bucket, "Stage 3: stage3_prefetch_bucket_size");
   cmd->add_option("--persistent", args->persistent, "Stage 3: elements of the persistent units");

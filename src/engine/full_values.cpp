@@ -37,6 +37,7 @@ at::Tensor full_state(detail::EngineImpl& s, const std::string& name, FullState 
     case FullState::kGrad: part = owned.owned_grads(place.unit).to(at::kFloat); break;
   }
   c10::NoGradGuard no_grad;
+  part = part.to(core.device());  // offloaded state: the collective runs on the model's device
   at::Tensor whole = part;
   if (core.layout().sharded()) {
     whole = at::empty({part.numel() * core.layout().world_size()}, part.options());

@@ -17,6 +17,9 @@ ModelStateBytes estimate_model_states(const EstimateOptions& o, int stage) {
   if (o.offload_optimizer && stage == 0) {
     throw std::invalid_argument("optimizer offload needs ZeRO stage 1, 2 or 3");
   }
+  if (o.offload_param && (stage != 3 || !o.offload_optimizer)) {
+    throw std::invalid_argument("parameter offload needs ZeRO stage 3 and optimizer offload");
+  }
   if (o.largest_unit < 0 || o.prefetch_bucket < 0 || o.persistent < 0 || o.reuse_distance < 0 || o.max_live < 0) {
     throw std::invalid_argument(
         "the largest unit, prefetch bucket, persistent, reuse distance and max-live counts must be >= 0");
@@ -40,6 +43,13 @@ ModelStateBytes estimate_model_states(const EstimateOptions& o, int stage) {
   b.gradients = grad_bytes * (sharding.gradients ? shard : full);
   const int64_t states = optimizer_bytes * (sharding.optimizer_states ? shard : full);
   (o.offload_optimizer ? b.host_optimizer_states : b.optimizer_states) = states;
+  if (o.offload_param) {
+    b.host_parameters = b.parameters;
+    b.parameters = 0;
+  }
+  // Offload's host buffers (Note [Offload keeps the step on the host]): an fp32
+  // gradient copy, and a staging copy of the owned parameters unless they live there.
+  if (o.offload_optimizer) b.host_buffers = 4 * shard + (o.offload_param ? 0 : param_bytes * shard);
   if (sharding.parameters) {
     const int64_t reuse = std::min(o.reuse_distance, full);  // a sum of element counts must not overflow
     const int64_t window =

@@ -9,9 +9,10 @@
 //
 // What this catches, each checked once by injecting it: the RNG state not
 // restored for the recompute (other dropout masks: gradients differ); the
-// recompute run as a forward at stage 3 (its unit released before its
-// backward reads it, or an order mismatch); a unit inside a checkpoint taken
-// for skipped (no gradient); activations kept anyway (the byte count).
+// recompute run as a forward (the engine then sees forwards in another order,
+// and at stage 3 keeps units gathered after the step); a unit inside a
+// checkpoint taken for skipped (no gradient); a checkpoint that keeps its
+// function's graph alive (the byte count).
 
 #include "checkpoint/checkpoint_util.h"
 #include "comm/worker_util.h"
@@ -77,6 +78,8 @@ enum class Mode { kPlain, kRecomputeUnits, kCheckpointPairs };
 struct Grads {
   std::map<std::string, at::Tensor> grads;
   std::optional<checkpointing::CheckpointProfile::Totals> profile;
+  int64_t forward_mismatches = 0;  // the engine's trace: forwards whose unit order differed from the first
+  int64_t gathered_after = 0;      // full parameters held after the last step (stage 3: none)
 };
 
 /// Two optimizer steps (so the second backward recomputes with updated, and
@@ -104,6 +107,8 @@ Grads run(const std::shared_ptr<Communicator>& comm, int stage, Mode mode, bool 
         for (const auto& [name, t] : unique_parameters(*model)) out.grads[name] = e.full_grad(name);
       e.step();
     }
+  out.forward_mismatches = e.execution_trace().forward_mismatches;
+  out.gathered_after = e.memory_report().gathered_parameters;
   out.profile = mode == Mode::kCheckpointPairs ? (model->options.profile
                                                       ? std::make_optional(model->options.profile->totals())
                                                       : std::nullopt)
@@ -126,6 +131,13 @@ ZT_WORKER(checkpointed_gradients) {
       for (const auto& [name, g] : plain.grads)
         checks.require(same_bits(g, ckpt.grads.at(name)), at + "gradient of " + name + " differs by " +
                                                               std::to_string((g - ckpt.grads.at(name)).abs().max().item<double>()));
+      // A recompute is not a forward: the order the engine saw stays the
+      // first forward's, and at stage 3 every unit is released after its backward.
+      checks.require(ckpt.forward_mismatches == 0, at + std::to_string(ckpt.forward_mismatches) +
+                                                       " forwards seen in another order");
+      checks.require(ckpt.gathered_after == plain.gathered_after,
+                     at + std::to_string(ckpt.gathered_after) + " B gathered after the step, plain " +
+                         std::to_string(plain.gathered_after));
       // Every checkpointed forward of the 2 x kGas micro-batches was recomputed once.
       const int64_t per_forward = mode == Mode::kRecomputeUnits ? 4 : 2;
       checks.require(ckpt.profile.has_value() && ckpt.profile->forwards == per_forward * 2 * kGas &&

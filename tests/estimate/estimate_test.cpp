@@ -67,6 +67,31 @@ TEST(Estimate, OffloadMovesOptimizerStatesToHost) {
   EXPECT_THROW(estimate_model_states(o, 0), std::invalid_argument);
 }
 
+// Offload's host side, as the engine's memory_report() counts it
+// (tests/engine/offload_test.cpp checks the engine's side): an fp32 gradient
+// copy and a staging copy of the owned parameters; with offload_param the
+// shard moves to the host instead of the staging copy. Catches the staging
+// copy counted with the shard on the host, or the shard left on the device.
+TEST(Estimate, OffloadCountsTheHostBuffersAndTheParameterShard) {
+  EstimateOptions o;
+  o.parameters = 1'000'001;  // 500'001 per rank: the padded shard
+  o.world_size = 2;
+  o.offload_optimizer = true;
+  const auto opt = estimate_model_states(o, 3);
+  EXPECT_EQ(opt.host_buffers, 4 * 500'001 + 2 * 500'001);
+  EXPECT_EQ(opt.parameters, 2 * 500'001);
+  EXPECT_EQ(opt.host_total(), 12 * 500'001 + 6 * 500'001);
+  o.offload_param = true;
+  const auto both = estimate_model_states(o, 3);
+  EXPECT_EQ(both.parameters, 0);
+  EXPECT_EQ(both.host_parameters, 2 * 500'001);
+  EXPECT_EQ(both.host_buffers, 4 * 500'001);
+  EXPECT_EQ(both.host_total(), (12 + 2 + 4) * 500'001);
+  EXPECT_THROW(estimate_model_states(o, 2), std::invalid_argument);
+  o.offload_optimizer = false;
+  EXPECT_THROW(estimate_model_states(o, 3), std::invalid_argument);
+}
+
 // Stage 3's gathered window: persistent + largest unit + prefetch bucket + reuse distance,
 // capped by max_live and by the model; below stage 3 the parameters are whole
 // and no window is added. Catches a window counted in elements instead of

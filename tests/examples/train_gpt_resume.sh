@@ -5,12 +5,16 @@
 # monitors must have logged every step (CSV rows appended across the resume,
 # TensorBoard files readable by TensorBoard, a plot written).
 #
-#   train_gpt_resume.sh TRAIN_GPT ZEROTRAIN_CLI TORCHRUN PYTHON SOURCE_DIR WORK_DIR [CONFIG]
+#   train_gpt_resume.sh TRAIN_GPT ZEROTRAIN_CLI TORCHRUN PYTHON SOURCE_DIR WORK_DIR [CONFIG [FLAGS]]
 #
-# CONFIG: a file in configs/ (default train_gpt_zero2.json).
+# CONFIG: a file in configs/ (default train_gpt_zero2.json). FLAGS: more
+# train_gpt options for every run (e.g. "--checkpoint-activations on"). A
+# config with offload or activation_checkpointing also trains without them
+# (and without FLAGS): the weights must be bit for bit the same.
 set -euo pipefail
 train_gpt=$1 cli=$2 torchrun=$3 python=$4 src=$5 work=$6 config=${7:-train_gpt_zero2.json}
-rm -rf "$work" && mkdir -p "$work/straight" "$work/resumed"
+read -r -a flags <<<"${8:-}"
+rm -rf "$work" && mkdir -p "$work/straight" "$work/resumed" "$work/plain"
 fail() { echo "FAIL: $*" >&2; exit 1; }
 # The example's config, printing every 5 steps instead of 50, its monitors
 # under runs/train_gpt; at stage 3 every block (tiny here) is gathered and
@@ -24,13 +28,20 @@ for monitor in ("csv_monitor", "tensorboard"):
 if c["zero_optimization"]["stage"] == 3:
     c["zero_optimization"]["stage3_param_persistence_threshold"] = 0
 json.dump(c, open(sys.argv[2], "w"))
+z = c["zero_optimization"]
+plain = "offload_optimizer" in z or "offload_param" in z or "activation_checkpointing" in c
+for key in ("offload_optimizer", "offload_param"):
+    z.pop(key, None)
+c.pop("activation_checkpointing", None)
+if plain:
+    json.dump(c, open(sys.argv[2].replace("config.json", "plain.json"), "w"))
 PY
 
 run() {  # run DIR ARGS...: train_gpt in DIR on 2 ranks, output to DIR/log
   local dir=$1; shift
   (cd "$dir" && OMP_NUM_THREADS=1 "$torchrun" --no-python --standalone --nproc-per-node=2 "$train_gpt" \
       --config "$work/config.json" --layers 2 --heads 2 --width 32 --context 32 \
-      --eval-every 8 --val-windows 16 --sample-bytes 40 --bar off "$@" >>log 2>&1) \
+      --eval-every 8 --val-windows 16 --sample-bytes 40 --bar off ${flags[@]+"${flags[@]}"} "$@" >>log 2>&1) \
     || { cat "$dir/log"; fail "train_gpt $* exited with an error"; }
 }
 
@@ -68,4 +79,24 @@ rows=$(($(wc -l <"$csv") - 1))
   Train/Samples/train_loss 24 Train/Samples/lr 24 Validation/loss 3 Train/Samples/tokens_per_sec 20
 "$python" "$src/scripts/plot_run.py" "$work/resumed/runs/train_gpt" -o "$work/curves.png"
 [[ $(head -c 8 "$work/curves.png" | od -An -tx1 | tr -d ' \n') == 89504e470d0a1a0a ]] || fail "curves.png is not a PNG"
+if [[ -f "$work/plain.json" ]]; then
+  # Offload and activation checkpointing change where bytes live, not a bit of the result.
+  (cd "$work/plain" && OMP_NUM_THREADS=1 "$torchrun" --no-python --standalone --nproc-per-node=2 "$train_gpt" \
+      --config "$work/plain.json" --layers 2 --heads 2 --width 32 --context 32 \
+      --eval-every 8 --val-windows 16 --sample-bytes 40 --bar off --steps 24 --save ckpt >>log 2>&1) \
+    || { cat "$work/plain/log"; fail "train_gpt without offload and checkpointing exited with an error"; }
+  "$cli" checkpoint export "$work/plain/ckpt" --out "$work/plain.safetensors" >/dev/null
+  "$python" - "$work/straight.safetensors" "$work/plain.safetensors" <<'PY'
+import sys
+from safetensors.torch import load_file
+a, b = load_file(sys.argv[1]), load_file(sys.argv[2])
+bad = [k for k in a if not (a[k] == b[k]).all()]
+assert a.keys() == b.keys() and not bad, f"the run without offload and checkpointing differs in {bad}"
+print(f"offload and checkpointing are bitwise neutral: {len(a)} tensors equal")
+PY
+  if [[ " ${flags[*]-} " == *" --checkpoint-activations on "* ]]; then
+    grep -q "activation checkpointing: .* checkpointed forwards .* recomputes" "$work/straight/log" \
+      || fail "no activation checkpointing profile line"
+  fi
+fi
 echo "PASS"
