@@ -21,8 +21,9 @@
 // With optimizer offload (ZeRO-Offload) the fp32 master weights and the
 // moments live in host memory (pinned when the model is on a GPU and
 // pin_memory is on). At the boundary, each unit's reduced gradients are copied
-// into a host fp32 buffer as soon as its reduction retires, so the copies
-// overlap the rest of the backward; the step runs the CPU kernels on the host
+// into a host fp32 buffer as soon as its reduction retires, during the
+// backward rather than all at the step (the copies are blocking for now:
+// streams and events come with the GPU work); the step runs the CPU kernels on the host
 // buffers and writes the rounded parameters into a host staging buffer, from
 // which each tile is copied back to the device while the next tile computes
 // (zero::update). With parameter offload (stage 3) the parameter shard itself
