@@ -4,7 +4,9 @@
 // deepspeed.checkpointing.checkpoint, torch.utils.checkpoint).
 //
 //   // in a module's forward, around any code of tensors:
-//   x = zerotrain::checkpointing::checkpoint([&](const at::Tensor& h) { return block->forward(h); }, x);
+//   x = zerotrain::checkpoint([&](const at::Tensor& h) { return block->forward(h); }, x);
+//   // (also spelled zerotrain::checkpointing::checkpoint, as DeepSpeed's
+//   // deepspeed.checkpointing.checkpoint)
 //
 //   // or, without touching the model: every zerotrain::Unit layer recomputed
 //   zerotrain::InitOptions o;
@@ -101,3 +103,8 @@ at::Tensor checkpoint(Fn fn, const at::Tensor& x, const Ts&... xs) {
 }
 
 }  // namespace zerotrain::checkpointing
+
+namespace zerotrain {
+/// zerotrain::checkpoint(fn, xs...): the same as checkpointing::checkpoint.
+using checkpointing::checkpoint;
+}  // namespace zerotrain

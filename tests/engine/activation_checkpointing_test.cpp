@@ -62,7 +62,7 @@ struct DropoutMlp : TestModel {
       return h;
     }
     at::Tensor h = checkpointing::checkpoint(options, [this](const at::Tensor& a) { return blocks[1]->forward(blocks[0]->forward(a)); }, x);
-    return checkpointing::checkpoint(options, [this](const at::Tensor& a) { return blocks[3]->forward(blocks[2]->forward(a)); }, h);
+    return zerotrain::checkpoint(options, [this](const at::Tensor& a) { return blocks[3]->forward(blocks[2]->forward(a)); }, h);
   }
   std::vector<int64_t> input_shape(int64_t b) const override { return {b, 7}; }
   std::vector<int64_t> output_shape(int64_t b) const override { return {b, 5}; }

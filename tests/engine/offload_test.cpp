@@ -115,5 +115,45 @@ TEST(Offload, MatchesThePlainRunBitwiseTwoRanks) {
   expect_worker_succeeds("offload_parity", 2, std::chrono::seconds(180));
 }
 
+// The offload configs in configs/ train on the engine as they are (only the
+// batch size follows the test): the loss falls and the state is in host memory.
+ZT_WORKER(offload_example_configs) {
+  auto comm = init_distributed();
+  RankChecks checks(comm->rank());
+  for (const char* file : {"zero2_offload_optimizer_bf16.json", "zero3_offload_param_bf16.json",
+                           "zero3_offload_checkpointing_gpt.json"}) {
+    nlohmann::json j = load_config_json(file);
+    j.erase("scheduler");
+    j.erase("csv_monitor");
+    j.erase("tensorboard");
+    j.erase("steps_per_print");
+    j["train_micro_batch_size_per_gpu"] = kMicro;
+    j["gradient_accumulation_steps"] = kGas;
+    j["optimizer"]["params"]["lr"] = 1e-2;
+    auto model = make_model(ModelKind::kMarkedOddMlp);
+    const Data data = make_data(*model, 1, kMicro * kGas * comm->world_size());
+    InitOptions o;
+    o.communicator = comm;
+    o.recompute_units = j.contains("activation_checkpointing");
+    Engine e = initialize(model, Config::from_json(j), o);
+    const at::ScalarType dt = model_dtype(e.config());
+    const auto loss = [&] {
+      c10::NoGradGuard no_grad;
+      return torch::mse_loss(model->forward(data.x[0].to(dt)).to(at::kFloat), data.y[0]).item<double>();
+    };
+    const double before = loss();
+    for (int s = 0; s < 10; ++s) engine_step(e, *model, data, 0, kMicro);
+    const double after = loss();
+    checks.require(after < 0.9 * before, std::string(file) + ": loss " + std::to_string(before) + " -> " +
+                                             std::to_string(after));
+    checks.require(e.memory_report().host > 0, std::string(file) + ": nothing in host memory");
+  }
+  return checks.exit_code();
+}
+
+TEST(Offload, TheExampleConfigsTrain) {
+  expect_worker_succeeds("offload_example_configs", 2, std::chrono::seconds(120));
+}
+
 }  // namespace
 }  // namespace zerotrain::testing
