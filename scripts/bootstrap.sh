@@ -37,8 +37,9 @@ fi
 
 # Python packages besides torch: safetensors and numpy read exported
 # checkpoints back in the tests, tensorboard reads the event files, matplotlib
-# draws scripts/plot_run.py's curves.
-python_packages=(numpy safetensors tensorboard matplotlib)
+# draws scripts/plot_run.py's curves; pytest runs the Python package's tests and
+# scikit-build-core builds it (pip install --no-build-isolation ./python).
+python_packages=(numpy safetensors tensorboard matplotlib pytest scikit-build-core)
 stamp="$venv/.zerotrain-installed"
 if [[ ! -f "$stamp" ]]; then
   log "creating $venv with torch==$ZEROTRAIN_TORCH_VERSION (one-time, a few minutes)"

@@ -24,21 +24,23 @@ void offload_settings(const ZeroConfig& z, std::vector<ConfigProblem>& out) {
   if (p.enabled() && !o.enabled())
     out.push_back({"zero_optimization.offload_param", "parameter offload runs the step on the host and needs "
                                                       "offload_optimizer.device \"cpu\" as well"});
-  // NVMe swapping's own settings: with device "cpu" they would do nothing.
+  // NVMe swapping's own settings: with device "cpu" they would do nothing
+  // (with "nvme" the device itself is the problem reported).
+  const bool ocpu = o.device == OffloadDevice::kCpu, pcpu = p.device == OffloadDevice::kCpu;
   const OffloadOptimizerConfig od;
   const OffloadParamConfig pd;
   const struct {
     std::string key;
     bool set;
-  } nvme_only[] = {{opt + "nvme_path", o.enabled() && !o.nvme_path.empty()},
-                   {opt + "buffer_count", o.enabled() && o.buffer_count != od.buffer_count},
-                   {opt + "pipeline_read", o.enabled() && o.pipeline_read},
-                   {opt + "pipeline_write", o.enabled() && o.pipeline_write},
-                   {opt + "fast_init", o.enabled() && o.fast_init},
-                   {par + "nvme_path", p.enabled() && !p.nvme_path.empty()},
-                   {par + "buffer_count", p.enabled() && p.buffer_count != pd.buffer_count},
-                   {par + "buffer_size", p.enabled() && p.buffer_size != pd.buffer_size},
-                   {par + "max_in_cpu", p.enabled() && p.max_in_cpu != pd.max_in_cpu}};
+  } nvme_only[] = {{opt + "nvme_path", ocpu && !o.nvme_path.empty()},
+                   {opt + "buffer_count", ocpu && o.buffer_count != od.buffer_count},
+                   {opt + "pipeline_read", ocpu && o.pipeline_read},
+                   {opt + "pipeline_write", ocpu && o.pipeline_write},
+                   {opt + "fast_init", ocpu && o.fast_init},
+                   {par + "nvme_path", pcpu && !p.nvme_path.empty()},
+                   {par + "buffer_count", pcpu && p.buffer_count != pd.buffer_count},
+                   {par + "buffer_size", pcpu && p.buffer_size != pd.buffer_size},
+                   {par + "max_in_cpu", pcpu && p.max_in_cpu != pd.max_in_cpu}};
   for (const auto& k : nvme_only)
     if (k.set)
       out.push_back({k.key, "an NVMe swapping setting, which has no effect with device \"cpu\" and is not "
