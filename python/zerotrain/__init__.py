@@ -9,9 +9,10 @@ project's docs/python.md.
 import torch  # noqa: F401  -- loads LibTorch and torch_python before the extension
 
 from . import _C
-from .config import ConfigError, load_config
+from .config import ConfigError, add_config_arguments, config_source, load_config
 from .estimate import estimate_model_states
 
 __version__ = "0.1.0"
 
-__all__ = ["ConfigError", "load_config", "estimate_model_states", "__version__"]
+__all__ = ["ConfigError", "add_config_arguments", "config_source", "load_config", "estimate_model_states",
+           "__version__"]

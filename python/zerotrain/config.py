@@ -5,10 +5,11 @@ and settings the engine does not run raise ConfigError, whose `problems` are
 (JSON path, message) pairs; warnings go to the "zerotrain" logger.
 """
 
+import argparse
 import json
 import logging
 import os
-from typing import Any, Dict, Union
+from typing import Any, Dict, Optional, Union
 
 from . import _C
 
@@ -42,3 +43,40 @@ def load_config(config: ConfigSource, world_size: int = 1, **auto_values: Any) -
     for path, message in warnings:
         logger.warning("%s: %s: %s", source, path, message)
     return json.loads(resolved)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """DeepSpeed's add_config_arguments: --deepspeed (a switch with no effect,
+    as in DeepSpeed), --deepspeed_config, and the deprecated --deepscale and
+    --deepscale_config."""
+    group = parser.add_argument_group("DeepSpeed", "DeepSpeed configurations")
+    group.add_argument("--deepspeed", default=False, action="store_true",
+                       help="accepted for DeepSpeed scripts; zerotrain needs no switch")
+    group.add_argument("--deepspeed_config", default=None, type=str, help="the DeepSpeed JSON config file")
+    group.add_argument("--deepscale", default=False, action="store_true", help=argparse.SUPPRESS)
+    group.add_argument("--deepscale_config", default=None, type=str, help=argparse.SUPPRESS)
+    return parser
+
+
+def config_source(args: Optional[argparse.Namespace] = None, config: Optional[ConfigSource] = None,
+                  config_params: Optional[ConfigSource] = None) -> ConfigSource:
+    """The config initialize() reads, by DeepSpeed's rule: `config`,
+    `config_params` or `args.deepspeed_config` (`args.deepscale_config`,
+    deprecated, as a fallback); exactly one of them."""
+    from_args = None
+    if args is not None:
+        from_args = getattr(args, "deepspeed_config", None)
+        deprecated = getattr(args, "deepscale_config", None)
+        if from_args is None and deprecated is not None:
+            logger.warning("--deepscale_config is deprecated; use --deepspeed_config")
+            from_args = deprecated
+    given = {name: value for name, value in
+             (("config", config), ("config_params", config_params), ("args.deepspeed_config", from_args))
+             if value is not None}
+    if not given:
+        raise ValueError("zerotrain.initialize: no config; pass config=, config_params= or "
+                         "args with --deepspeed_config")
+    if len(given) > 1:
+        raise ValueError("zerotrain.initialize: the config is given more than once: " + ", ".join(given) +
+                         "; pass exactly one")
+    return next(iter(given.values()))
