@@ -217,9 +217,9 @@ TEST(Checkpoint, LoadsOntoAnotherWorldSizeAndStage) {
 // A checkpoint does not record where the optimizer state lived: saved with
 // offload it loads without it and the other way round, on another world size
 // (the loaded state re-saves bit for bit, and fp32 training goes on to match
-// the uninterrupted reference). Catches a load that writes the device copy
-// of an offloaded state, or a staging buffer not refreshed after a load (the
-// next step would publish the pre-load parameters).
+// the uninterrupted reference). Catches a load that skips the offloaded
+// optimizer state (injected once: moments not loaded when offloaded, so the
+// re-saved exp_avg differs).
 TEST(Checkpoint, OffloadedAndPlainCheckpointsLoadIntoEachOther) {
   struct Case {
     int from_world, from_stage;
