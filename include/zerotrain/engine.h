@@ -300,11 +300,14 @@ class Engine {
 };
 
 /// The settings of a valid config that this version's engine does not run
-/// yet (parameter and optimizer offload, activation checkpointing, the
-/// stage-3 keys for DeepSpeed's other fetch strategies, no optimizer section),
-/// each with its JSON path and what to do instead. initialize()
-/// throws them as one ConfigError; `zerotrain config check` reports the same.
+/// (offload to NVMe and its keys, a partial offload ratio, partitioned or
+/// contiguous activation checkpoints, the stage-3 keys for DeepSpeed's other
+/// fetch strategies, no optimizer section), each with its JSON path and what
+/// to do instead.
 std::vector<ConfigProblem> unsupported_settings(const Config& config);
+/// Throws unsupported_settings() as one ConfigError, as initialize(),
+/// `zerotrain config check` and the Python package's load_config do.
+void require_supported(const Config& config);
 
 /// Builds the engine: resolves the config against the communicator's world
 /// size, casts the model to the configured dtype, cuts the trainable

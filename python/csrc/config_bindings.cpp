@@ -64,8 +64,7 @@ py::tuple resolve(const std::string& text, const std::string& source, bool is_pa
     py::gil_scoped_release release;
     config = is_path ? Config::from_file(text, o) : Config::from_string(text, o, source);
     config->require_resolved();
-    if (std::vector<ConfigProblem> problems = unsupported_settings(*config); !problems.empty())
-      throw ConfigError(config->source(), std::move(problems));
+    require_supported(*config);
   }
   return py::make_tuple(config->to_json_string(), problem_list(config->warnings()));
 }

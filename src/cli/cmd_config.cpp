@@ -47,8 +47,7 @@ int run_check(const CheckArgs& args) {
   for (const std::string& file : args.files) {
     try {
       const Config config = Config::from_file(file, options);
-      if (const std::vector<ConfigProblem> unsupported = unsupported_settings(config); !unsupported.empty())
-        throw ConfigError(file, unsupported);
+      require_supported(config);
       for (const ConfigProblem& w : config.warnings()) print_problem(file, w, "warning: ");
       for (const std::string& path : config.unresolved_auto()) {
         print_problem(file, {path, "\"auto\" left unresolved; an engine will not start until it is given"},

@@ -130,8 +130,7 @@ Engine initialize(std::shared_ptr<torch::nn::Module> model, const Config& config
     config = config.resolved(ro);
   }
   config.require_resolved();
-  if (const std::vector<ConfigProblem> problems = unsupported_settings(config); !problems.empty())
-    throw ConfigError(config.source(), problems);
+  require_supported(config);
   if (comm->rank() == 0)
     for (const ConfigProblem& w : config.warnings())
       std::cerr << "zerotrain: " << config.source() << ": " << w.path << ": warning: " << w.message << "\n";

@@ -88,4 +88,9 @@ std::vector<ConfigProblem> unsupported_settings(const Config& c) {
   return out;
 }
 
+void require_supported(const Config& config) {
+  if (std::vector<ConfigProblem> problems = unsupported_settings(config); !problems.empty())
+    throw ConfigError(config.source(), std::move(problems));
+}
+
 }  // namespace zerotrain

@@ -78,6 +78,8 @@ void OwnedState::copy_master_to_params() {
   for (size_t u = 0; u < units_.size(); ++u) {
     const int ui = static_cast<int>(u);
     owned_params(ui).copy_(master(ui));
+    // The update rewrites every staged element before publishing it; this
+    // keeps staging equal to the parameters between steps all the same.
     if (host_staging_.defined()) part(host_staging_, ui).copy_(owned_params(ui));
   }
 }

@@ -83,7 +83,8 @@ class OwnedState {
 
   // ---- Note [Offload keeps the step on the host] ----
   bool offloads_optimizer() const noexcept { return offload_.optimizer; }
-  bool offloads_params() const noexcept { return offload_.params; }
+  /// Whether the update writes into a staging buffer that publish() copies back.
+  bool stages_params() const noexcept { return host_staging_.defined(); }
   /// Where the master weights and moments live (the update runs there).
   c10::Device optimizer_device() const;
   /// The gradients the update reads: owned_grads, or their host copy.

@@ -71,8 +71,7 @@ class TilePublisher {
 
 /// The step's control where the optimizer state lives (host memory when offloaded).
 optim::StepControl control_on(const optim::StepControl& c, const c10::Device& device) {
-  if (c.inv_scale.device() == device) return c;
-  return {c.inv_scale.to(device), c.overflow.to(device)};
+  return {c.inv_scale.to(device), c.overflow.to(device)};  // the same tensors when already there
 }
 
 void lamb_update(OwnedState& owned, const ModelLayout& layout, const std::vector<OptimizerGroup>& groups,
@@ -128,8 +127,9 @@ void lamb_update(OwnedState& owned, const ModelLayout& layout, const std::vector
       optim::fused_lamb_apply(tensors[g], per_param.index_select(0, index[g]), hyper(static_cast<int>(g)), step,
                               control);
   // LAMB's second stage needs every norm first, so its copy back is not tiled.
-  for (size_t u = 0; u < layout.units().size(); ++u)
-    owned.publish(static_cast<int>(u), 0, layout.unit(static_cast<int>(u)).owned_numel);
+  if (owned.stages_params())
+    for (size_t u = 0; u < layout.units().size(); ++u)
+      owned.publish(static_cast<int>(u), 0, layout.unit(static_cast<int>(u)).owned_numel);
 }
 
 }  // namespace
@@ -148,6 +148,7 @@ void update(OwnedState& owned, const ModelLayout& layout, const std::vector<Opti
   // buffer, copied back tile by tile: Note [Copy each tile back while the
   // next computes]).
   const bool copy = !owned.master_aliases_params();
+  const bool staged = owned.stages_params();  // a copy thread only with a staging buffer
   const int64_t tile = owned.offloads_optimizer() ? std::min(sub_group_numel, kOffloadTileNumel) : sub_group_numel;
   TilePublisher publisher(owned);
   for (size_t g = 0; g < groups.size(); ++g) {
@@ -172,7 +173,7 @@ void update(OwnedState& owned, const ModelLayout& layout, const std::vector<Opti
         t.exp_avg.push_back(piece(m.exp_avg));
         t.exp_avg_sq.push_back(piece(m.exp_avg_sq));
         if (copy) t.param_copies.push_back(piece(owned.step_param_copies(r.unit)));
-        if (copy) pieces.push_back({r.unit, r.begin + begin, n});
+        if (staged) pieces.push_back({r.unit, r.begin + begin, n});
         begin += n;
         filled += n;
         if (filled == tile) flush();
