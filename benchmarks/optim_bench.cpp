@@ -15,7 +15,7 @@
 //     kernel) and against a device-to-device copy;
 //   - the mixed-precision step (bf16 grads: overflow check, unscale, fp32
 //     master update, bf16 params out) against the PyTorch sequence
-//     (_amp_foreach_non_finite_check_and_unscale_, grads to fp32,
+//     (grads to fp32, _amp_foreach_non_finite_check_and_unscale_,
 //     _fused_adamw_, master copied to bf16);
 //   - LAMB against the same formula in torch ops, and against the copy.
 //
@@ -287,16 +287,17 @@ void run_cuda(const Args& a) {
   });
   at::Tensor found_inf = at::zeros({1}, f32), inv = at::full({1}, 1.0 / 1024, f32);
   const double t_seq = time_cuda(a.steps, [&] {
+    // AMP unscales fp32 gradients (it has no bf16 kernel): convert first.
     found_inf.zero_();
-    at::_amp_foreach_non_finite_check_and_unscale_(g16, found_inf, inv);
     std::vector<at::Tensor> g32;
     for (const auto& x : g16) g32.push_back(x.to(at::kFloat));
+    at::_amp_foreach_non_finite_check_and_unscale_(g32, found_inf, inv);
     at::_foreach_add_(steps, 1.0);
     at::_fused_adamw_(p, g32, m, v, {}, steps, h.lr, h.beta1, h.beta2, h.weight_decay, h.eps, false, false,
                       {}, found_inf);
     at::_foreach_copy_(p16, p);
   });
-  row("PyTorch sequence: unscale, to fp32, fused AdamW, copy", t_seq, 28, fmt("copy", t_copy / t_seq));
+  row("PyTorch sequence: to fp32, unscale, fused AdamW, copy", t_seq, 28, fmt("copy", t_copy / t_seq));
   row("zerotrain mixed step (check + fused AdamW)", t_mixed, 28,
       fmt("copy", t_copy / t_mixed) + ", " + fmt("PyTorch sequence", t_seq / t_mixed));
   // LAMB: ours in two stages against the same formula in torch ops.

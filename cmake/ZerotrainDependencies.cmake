@@ -7,6 +7,13 @@ if(NOT DEFINED ENV{TORCH_CUDA_ARCH_LIST} AND NOT TORCH_CUDA_ARCH_LIST)
   # Without it LibTorch's CMake probes for a GPU and falls back to every architecture.
   set(TORCH_CUDA_ARCH_LIST "9.0")
 endif()
+# Decided before LibTorch's CMake enables CUDA, which would otherwise fill in nvcc's
+# own default (sm_75 for CUDA 13), which runs on a Hopper GPU only through
+# PTX compiled at load time.
+if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES AND NOT DEFINED ENV{CUDAARCHS})
+  # Hopper (H100/H200) is what we validate on; override for other GPUs.
+  set(CMAKE_CUDA_ARCHITECTURES 90 CACHE STRING "CUDA architectures to build the kernels for")
+endif()
 find_package(Torch REQUIRED)
 find_package(nlohmann_json 3.10 REQUIRED)
 find_package(CLI11 REQUIRED)
@@ -46,10 +53,6 @@ else()
 endif()
 
 if(ZEROTRAIN_CUDA_ENABLED)
-  if(NOT CMAKE_CUDA_ARCHITECTURES)
-    # Hopper (H100/H200) is what we validate on; override for other GPUs.
-    set(CMAKE_CUDA_ARCHITECTURES 90)
-  endif()
   enable_language(CUDA)
   set(CMAKE_CUDA_STANDARD 17)
   set(CMAKE_CUDA_STANDARD_REQUIRED ON)
