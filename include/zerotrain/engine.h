@@ -13,6 +13,7 @@
 #include <zerotrain/comm.h>
 #include <zerotrain/activation_checkpointing.h>
 #include <zerotrain/config.h>
+#include <zerotrain/model_description.h>
 #include <zerotrain/monitor.h>
 #include <zerotrain/sharded_init.h>
 #include <zerotrain/units.h>
@@ -91,6 +92,9 @@ struct InitOptions {
   /// layer's forward is recomputed in backward, with the config's
   /// activation_checkpointing options (include/zerotrain/activation_checkpointing.h).
   bool recompute_units = false;
+  /// Where initialize()'s warnings go (config keys without effect, ...), on
+  /// rank 0; empty: standard error. The Python package logs them.
+  std::function<void(const std::string&)> warn;
 };
 
 /// The order in which the engine saw units run (unit indices of Engine::units()).
@@ -234,6 +238,9 @@ class Engine {
 
   /// The units the wrap policy made, in unit order.
   std::vector<UnitInfo> units() const;
+  /// The core's forward triggers, for a front end that calls them itself (a
+  /// described model: Python's module hooks). Unit indices are units()'s.
+  std::shared_ptr<UnitTriggers> unit_triggers() const;
   ExecutionTrace execution_trace() const;
   /// Units in the order their gradients are reduced (Note [Launch units in
   /// one order on every rank] in src/zero/grad_reducer.h).
@@ -316,5 +323,11 @@ void require_supported(const Config& config);
 /// wrappers and registers the gradient hooks.
 Engine initialize(std::shared_ptr<torch::nn::Module> model, const Config& config,
                   InitOptions options = {});
+/// The same for a model described by its module tree (the Python package's
+/// nn.Module), already in the config's dtype. Every unit, the root unit too,
+/// has triggers: the caller hooks each unit's module (UnitInfo::module_path)
+/// to unit_triggers() and attach_before_backward(). Not available here:
+/// sharded_init and recompute_units.
+Engine initialize(ModelDescription model, const Config& config, InitOptions options = {});
 
 }  // namespace zerotrain

@@ -31,6 +31,12 @@ class UnitTriggers {
 void attach_before_backward(const std::weak_ptr<UnitTriggers>& triggers, int unit,
                             const std::vector<at::Tensor>& outputs);
 
+/// What a front end runs when a unit's forward returns, as zerotrain::Unit
+/// does: triggers->after_forward(unit), then, under grad mode and outside a
+/// checkpoint's recompute (whose unit had its before-backward trigger on
+/// entry), attach_before_backward(triggers, unit, outputs).
+void leave_unit(const std::shared_ptr<UnitTriggers>& triggers, int unit, const std::vector<at::Tensor>& outputs);
+
 /// Which module subtrees become units. Subtrees marked with zerotrain::Unit
 /// are units under every policy; parameters in no unit form the root unit.
 struct WrapPolicy {
@@ -60,10 +66,11 @@ struct WrapPolicy {
 /// One unit as the engine built it (Engine::units()).
 struct UnitInfo {
   std::string name;                 // the subtree's module path; "root" for the root unit
+  std::string module_path;          // the subtree's module path; "" for the root unit
   std::vector<std::string> params;  // its parameters' names, in buffer order
   int64_t numel = 0;                // elements, without padding
   int64_t padded_numel = 0;         // its flat buffer
-  bool has_triggers = false;        // marked with zerotrain::Unit
+  bool has_triggers = false;        // marked with zerotrain::Unit, or a described model's unit
 };
 
 }  // namespace zerotrain

@@ -9,4 +9,8 @@ namespace zerotrain::python {
 /// resolution and the checks initialize() makes, and the memory estimate.
 void bind_config(pybind11::module_& m);
 
+/// The communicator over torch.distributed's group, CommError, the engine on
+/// a described model and its methods.
+void bind_engine(pybind11::module_& m);
+
 }  // namespace zerotrain::python

@@ -9,4 +9,5 @@
 PYBIND11_MODULE(_C, m) {
   m.doc() = "zerotrain's C++ engine (use the zerotrain package, not this module)";
   zerotrain::python::bind_config(m);
+  zerotrain::python::bind_engine(m);
 }

@@ -1,18 +1,28 @@
 """zerotrain: DeepSpeed's ZeRO for PyTorch scripts, on zerotrain's C++ engine.
 
-This first part of the package resolves and checks DeepSpeed configs exactly
-as the C++ engine's initialize() does, and estimates per-rank memory. The
-engine API (initialize, the engine object, checkpoints) comes next; see the
-project's docs/python.md.
+    import zerotrain as deepspeed
+    engine, optimizer, loader, scheduler = deepspeed.initialize(args=args, model=net,
+                                                                model_parameters=net.parameters())
+
+The API mirrors `deepspeed`'s (initialize, the engine's methods, comm,
+accelerator, zero, checkpointing); docs/python.md lists what it runs and what
+it rejects.
 """
 
 import torch  # noqa: F401  -- loads LibTorch and torch_python before the extension
 
 from . import _C
+from . import accelerator, checkpointing, comm, zero
+from .comm import init_distributed
 from .config import ConfigError, add_config_arguments, config_source, load_config
+from .engine import ZerotrainEngine, initialize
 from .estimate import estimate_model_states
+from .model import set_z3_leaf_modules, unset_z3_leaf_modules
 
+CommError = _C.CommError
+DeepSpeedEngine = ZerotrainEngine
 __version__ = "0.1.0"
 
-__all__ = ["ConfigError", "add_config_arguments", "config_source", "load_config", "estimate_model_states",
-           "__version__"]
+__all__ = ["CommError", "ConfigError", "DeepSpeedEngine", "ZerotrainEngine", "accelerator", "add_config_arguments",
+           "checkpointing", "comm", "config_source", "estimate_model_states", "init_distributed", "initialize",
+           "load_config", "set_z3_leaf_modules", "unset_z3_leaf_modules", "zero", "__version__"]

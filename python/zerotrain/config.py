@@ -20,6 +20,18 @@ ConfigError = _C.ConfigError
 ConfigSource = Union[str, "os.PathLike[str]", Dict[str, Any]]
 
 
+def config_text(config: ConfigSource):
+    """(text or path, source name for messages, whether it is a path) of a config."""
+    if isinstance(config, dict):
+        return json.dumps(config), "<json>", False
+    if isinstance(config, os.PathLike) or (isinstance(config, str) and not config.lstrip().startswith("{")):
+        path = os.fspath(config)
+        return path, path, True
+    if isinstance(config, str):
+        return config, "<string>", False
+    raise TypeError(f"zerotrain: a config is a path, a dict or JSON text, not {type(config).__name__}")
+
+
 def load_config(config: ConfigSource, world_size: int = 1, **auto_values: Any) -> Dict[str, Any]:
     """Parses and resolves `config` for `world_size` data-parallel ranks.
 
@@ -30,15 +42,7 @@ def load_config(config: ConfigSource, world_size: int = 1, **auto_values: Any) -
     Returns the resolved document (every default filled in, the batch triple
     consistent). Raises ConfigError as initialize() would.
     """
-    if isinstance(config, dict):
-        text, source, is_path = json.dumps(config), "<json>", False
-    elif isinstance(config, os.PathLike) or (isinstance(config, str) and not config.lstrip().startswith("{")):
-        text = os.fspath(config)
-        source, is_path = text, True
-    elif isinstance(config, str):
-        text, source, is_path = config, "<string>", False
-    else:
-        raise TypeError(f"zerotrain: a config is a path, a dict or JSON text, not {type(config).__name__}")
+    text, source, is_path = config_text(config)
     resolved, warnings = _C.resolve_config(text, source, is_path, int(world_size), dict(auto_values))
     for path, message in warnings:
         logger.warning("%s: %s: %s", source, path, message)

@@ -133,12 +133,15 @@ std::vector<double> Engine::lr() const { return state_->lr(); }
 ExecutionTrace Engine::execution_trace() const { return state_->core->trace(); }
 std::vector<int> Engine::reduce_order() const { return state_->core->reduce_order(); }
 
+std::shared_ptr<UnitTriggers> Engine::unit_triggers() const { return state_->core; }
+
 std::vector<UnitInfo> Engine::units() const {
   const zero::ShardedModel& core = *state_->core;
   std::vector<UnitInfo> out;
   for (const zero::FlatUnit& u : core.units()) {
     UnitInfo info;
     info.name = u.name();
+    info.module_path = core.unit_path(u.index());
     for (int p : u.layout().params) info.params.push_back(core.param_names()[static_cast<size_t>(p)]);
     info.numel = u.layout().flat.param_numel();
     info.padded_numel = u.layout().flat.padded_numel();

@@ -16,6 +16,7 @@
 #include <c10/util/Exception.h>
 #include <torch/nn/module.h>
 
+#include <functional>
 #include <iostream>
 #include <unordered_map>
 
@@ -112,10 +113,14 @@ void take_pieces(ShardedParameters& sharded, torch::nn::Module& model, zero::Mod
               "layer's constructor, or build the layer outside the scope");
 }
 
-}  // namespace
+// The config resolved against the communicator and checked, once.
+struct Prepared {
+  Config config;
+  std::shared_ptr<Communicator> comm;
+  at::ScalarType dtype;
+};
 
-Engine initialize(std::shared_ptr<torch::nn::Module> model, const Config& config_in, InitOptions options) {
-  TORCH_CHECK(model, "zerotrain::initialize: the model is null");
+Prepared prepare(const Config& config_in, const InitOptions& options) {
   std::shared_ptr<Communicator> comm = options.communicator;
   if (!comm) {
     DistributedOptions d;
@@ -132,37 +137,41 @@ Engine initialize(std::shared_ptr<torch::nn::Module> model, const Config& config
   config.require_resolved();
   require_supported(config);
   if (comm->rank() == 0)
-    for (const ConfigProblem& w : config.warnings())
-      std::cerr << "zerotrain: " << config.source() << ": " << w.path << ": warning: " << w.message << "\n";
-
+    for (const ConfigProblem& w : config.warnings()) {
+      const std::string line = config.source() + ": " + w.path + ": warning: " + w.message;
+      if (options.warn) options.warn(line);
+      else std::cerr << "zerotrain: " << line << "\n";
+    }
   const at::ScalarType dtype = scalar_type(config.model_dtype());
-  const ZeroConfig& z = config.zero();
-  if (options.sharded_init) check_sharded_init(*options.sharded_init, *comm, z.stage, dtype);
-  // DeepSpeed's module.half() / bfloat16(); parameters sharded at creation
-  // have the dtype already, and are not read.
-  if (dtype != at::kFloat) model->to(dtype);
+  return {std::move(config), std::move(comm), dtype};
+}
 
-  detail::ModuleUnits units = detail::cut_into_units(*model, options.wrap_policy, z.reduce_bucket_size);
-  if (options.sharded_init) take_pieces(*options.sharded_init, *model, units.spec);
-  for (const zero::NamedParameter& p : units.spec.params)
-    TORCH_CHECK(p.tensor.scalar_type() == dtype, "zerotrain::initialize: parameter '", p.name, "' is ",
-                p.tensor.scalar_type(), "; every trained parameter must be ", dtype);
-  units.spec.groups = make_groups(units.spec, *config.optimizer(), options.param_groups);
+// Everything after the model became a ModelSpec: the core, the buffers from
+// rank 0, the telemetry. `attach` points the front end's unit wrappers at the core.
+Engine build(Prepared p, zero::ModelSpec spec, std::unique_ptr<detail::ModelAccess> model, InitOptions& options,
+             const std::function<void(const std::shared_ptr<zero::ShardedModel>&,
+                                      const checkpointing::CheckpointOptions&)>& attach) {
+  const Config& config = p.config;
+  const std::shared_ptr<Communicator>& comm = p.comm;
+  for (const zero::NamedParameter& param : spec.params)
+    TORCH_CHECK(param.tensor.scalar_type() == p.dtype, "zerotrain::initialize: parameter '", param.name, "' is ",
+                param.tensor.scalar_type(), "; every trained parameter must be ", p.dtype);
+  spec.groups = make_groups(spec, *config.optimizer(), options.param_groups);
 
   // Note [Gathers and reductions travel on separate channels] (comm/communicator.cpp).
   detail::Channels channels{comm, comm->open_channel("gather")};
-  auto impl = std::make_unique<detail::EngineImpl>(config, detail::access_module(model), channels);
+  auto impl = std::make_unique<detail::EngineImpl>(config, std::move(model), channels);
   detail::EngineImpl& s = *impl;
   s.optimizer = *config.optimizer();
   for (const detail::ModuleTensor& t : s.model->module_tensors())
     if (t.kind == "frozen_parameter") s.frozen_param_bytes += static_cast<int64_t>(t.tensor.nbytes());
 
-  s.core = std::make_shared<zero::ShardedModel>(std::move(units.spec), core_plan(config), *channels.reduce,
+  s.core = std::make_shared<zero::ShardedModel>(std::move(spec), core_plan(config), *channels.reduce,
                                                 *channels.gather, std::move(options.observer));
   const checkpointing::CheckpointOptions checkpointing =
       checkpointing::CheckpointOptions::from_config(config.activation_checkpointing());
   s.checkpoint_profile = checkpointing.profile;
-  detail::attach_units(units, s.core, checkpointing, options.recompute_units);
+  if (attach) attach(s.core, checkpointing);
   {
     // Buffers (running statistics and the like) start from rank 0's too.
     c10::NoGradGuard no_grad;
@@ -181,7 +190,7 @@ Engine initialize(std::shared_ptr<torch::nn::Module> model, const Config& config
   facts.rank = comm->rank();
   facts.world_size = comm->world_size();
   facts.device = device;
-  facts.dtype = dtype;
+  facts.dtype = p.dtype;
   facts.trainable_params = s.core->layout().param_numel();
   facts.train_batch_size = config.batch().train_batch_size;
   facts.report_loss_scale = config.fp16().enabled;
@@ -191,6 +200,41 @@ Engine initialize(std::shared_ptr<torch::nn::Module> model, const Config& config
   ckpt::agree(*comm, device, monitor_error, "setting up csv_monitor/tensorboard");
   s.telemetry->rebase(channels.stats());
   return Engine(std::move(impl));
+}
+
+}  // namespace
+
+Engine initialize(std::shared_ptr<torch::nn::Module> model, const Config& config, InitOptions options) {
+  TORCH_CHECK(model, "zerotrain::initialize: the model is null");
+  Prepared p = prepare(config, options);
+  const ZeroConfig& z = p.config.zero();
+  if (options.sharded_init) check_sharded_init(*options.sharded_init, *p.comm, z.stage, p.dtype);
+  // DeepSpeed's module.half() / bfloat16(); parameters sharded at creation
+  // have the dtype already, and are not read.
+  if (p.dtype != at::kFloat) model->to(p.dtype);
+
+  detail::ModuleUnits units = detail::cut_into_units(*model, options.wrap_policy, z.reduce_bucket_size);
+  if (options.sharded_init) take_pieces(*options.sharded_init, *model, units.spec);
+  const bool recompute_all = options.recompute_units;
+  auto attach = [&units, recompute_all](const std::shared_ptr<zero::ShardedModel>& core,
+                                        const checkpointing::CheckpointOptions& checkpointing) {
+    detail::attach_units(units, core, checkpointing, recompute_all);
+  };
+  return build(std::move(p), std::move(units.spec), detail::access_module(model), options, attach);
+}
+
+Engine initialize(ModelDescription model, const Config& config, InitOptions options) {
+  TORCH_CHECK(!options.sharded_init, "zerotrain::initialize: InitOptions::sharded_init is for LibTorch modules "
+              "built in a zerotrain::ShardedInit scope; a described model has its parameters already");
+  TORCH_CHECK(!options.recompute_units, "zerotrain::initialize: InitOptions::recompute_units needs "
+              "zerotrain::Unit layers; a described model's front end checkpoints its own layers");
+  TORCH_CHECK(model.train && model.buffers, "zerotrain::initialize: a model description needs its train and "
+              "buffers functions");
+  Prepared p = prepare(config, options);
+  detail::ModuleUnits units =
+      detail::cut_into_units(model.modules, options.wrap_policy, p.config.zero().reduce_bucket_size);
+  auto access = detail::access_description(std::move(model));
+  return build(std::move(p), std::move(units.spec), std::move(access), options, nullptr);
 }
 
 }  // namespace zerotrain

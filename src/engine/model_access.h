@@ -3,7 +3,9 @@
 // (which the ZeRO core holds): switching train/eval, the buffers and frozen
 // parameters checkpoints carry, and every tensor by name for
 // save_16bit_model. LibTorch's module is one implementation
-// (module_access.cpp); the Python package's nn.Module will be another.
+// (module_access.cpp); a described model (the Python package's nn.Module) is another.
+
+#include <zerotrain/model_description.h>
 
 #include <ATen/core/Tensor.h>
 
@@ -39,5 +41,7 @@ class ModelAccess {
 
 /// ModelAccess over a LibTorch module.
 std::unique_ptr<ModelAccess> access_module(std::shared_ptr<torch::nn::Module> module);
+/// ModelAccess over a described model.
+std::unique_ptr<ModelAccess> access_description(ModelDescription model);
 
 }  // namespace zerotrain::detail

@@ -1,4 +1,5 @@
-// The wrap policies (include/zerotrain/units.h) on a LibTorch module tree.
+// The wrap policies (include/zerotrain/units.h) on a module tree: a LibTorch
+// module's, or one a front end describes (zerotrain/model_description.h).
 // See Note [The unit is a module subtree] in src/zero/model_spec.h.
 
 #include "engine/module_units.h"
@@ -17,13 +18,14 @@ namespace {
 
 struct Node {
   std::string path;  // "" for the root
-  torch::nn::Module* module = nullptr;
+  std::vector<std::string> type_names;  // the names a WrapPolicy::by_module_type entry may use
   int parent = -1;
   int depth = 0;
   std::vector<int> children;
   std::vector<int> params;  // model parameters whose owner this node is
-  UnitBoundary* boundary = nullptr;
-  bool explicit_unit = false;  // marked, or of a listed type
+  UnitBoundary* boundary = nullptr;  // a LibTorch zerotrain::Unit's, when there is one
+  bool marked = false;               // a unit under every policy
+  bool explicit_unit = false;        // marked, or of a listed type
   bool unit_root = false;      // explicit or chosen by size
   int64_t own_numel = 0;
   int64_t free_numel = 0;  // in the subtree, outside explicit units
@@ -33,32 +35,53 @@ std::string join(const std::string& prefix, const std::string& name) {
   return prefix.empty() ? name : prefix + "." + name;
 }
 
+// "gpt::BlockImpl" answers to "gpt::BlockImpl", "BlockImpl", "gpt::Block" and "Block".
+std::vector<std::string> type_names(const torch::nn::Module& m) {
+  const std::string full = m.name();
+  const auto colon = full.rfind("::");
+  const std::string bare = colon == std::string::npos ? full : full.substr(colon + 2);
+  std::vector<std::string> out{full, bare};
+  for (const std::string& s : {full, bare})
+    if (s.size() > 4 && s.compare(s.size() - 4, 4, "Impl") == 0) out.push_back(s.substr(0, s.size() - 4));
+  return out;
+}
+
+// The module tree, in pre-order, and the trainable parameters (each tensor
+// once, under its first name) with the nodes registering each.
 class Walker {
  public:
   std::vector<Node> nodes;
   std::vector<zero::NamedParameter> params;
   std::vector<std::vector<int>> registrants;  // per parameter: the nodes registering it
 
-  void visit(torch::nn::Module& m, const std::string& path, int parent) {
+  int add_node(std::string path, int parent, std::vector<std::string> types, bool marked) {
     const int self = static_cast<int>(nodes.size());
     Node n;
-    n.path = path;
-    n.module = &m;
+    n.path = std::move(path);
+    n.type_names = std::move(types);
     n.parent = parent;
     n.depth = parent < 0 ? 0 : nodes[static_cast<size_t>(parent)].depth + 1;
-    n.boundary = dynamic_cast<UnitBoundary*>(&m);
+    n.marked = marked;
     nodes.push_back(std::move(n));
     if (parent >= 0) nodes[static_cast<size_t>(parent)].children.push_back(self);
-    for (const auto& item : m.named_parameters(/*recurse=*/false)) {
-      const at::Tensor& t = item.value();
-      if (!t.defined() || !t.requires_grad()) continue;
-      auto [it, fresh] = index_.emplace(t.unsafeGetTensorImpl(), static_cast<int>(params.size()));
-      if (fresh) {
-        params.push_back({join(path, item.key()), t, at::Tensor()});
-        registrants.emplace_back();
-      }
-      registrants[static_cast<size_t>(it->second)].push_back(self);
+    return self;
+  }
+
+  void add_param(int node, const std::string& name, const at::Tensor& t) {
+    if (!t.defined() || !t.requires_grad()) return;
+    auto [it, fresh] = index_.emplace(t.unsafeGetTensorImpl(), static_cast<int>(params.size()));
+    if (fresh) {
+      params.push_back({join(nodes[static_cast<size_t>(node)].path, name), t, at::Tensor()});
+      registrants.emplace_back();
     }
+    registrants[static_cast<size_t>(it->second)].push_back(node);
+  }
+
+  void visit(torch::nn::Module& m, const std::string& path, int parent) {
+    auto* boundary = dynamic_cast<UnitBoundary*>(&m);
+    const int self = add_node(path, parent, type_names(m), boundary != nullptr);
+    nodes[static_cast<size_t>(self)].boundary = boundary;
+    for (const auto& item : m.named_parameters(/*recurse=*/false)) add_param(self, item.key(), item.value());
     for (const auto& child : m.named_children()) visit(*child.value(), join(path, child.key()), self);
   }
 
@@ -76,21 +99,11 @@ class Walker {
   std::unordered_map<const void*, int> index_;
 };
 
-// "gpt::BlockImpl" answers to "gpt::BlockImpl", "BlockImpl", "gpt::Block" and "Block".
-std::vector<std::string> type_names(const torch::nn::Module& m) {
-  const std::string full = m.name();
-  const auto colon = full.rfind("::");
-  const std::string bare = colon == std::string::npos ? full : full.substr(colon + 2);
-  std::vector<std::string> out{full, bare};
-  for (const std::string& s : {full, bare})
-    if (s.size() > 4 && s.compare(s.size() - 4, 4, "Impl") == 0) out.push_back(s.substr(0, s.size() - 4));
-  return out;
-}
-
 void mark_types(std::vector<Node>& nodes, const std::vector<std::string>& wanted) {
   std::set<std::string> found, present;
   for (size_t i = 1; i < nodes.size(); ++i) {
-    const std::vector<std::string> names = type_names(*nodes[i].module);
+    const std::vector<std::string>& names = nodes[i].type_names;
+    if (names.empty()) continue;
     present.insert(names.front());
     for (const std::string& w : wanted)
       if (std::find(names.begin(), names.end(), w) != names.end()) {
@@ -161,9 +174,10 @@ class SizePolicy {
 
 }  // namespace
 
-ModuleUnits cut_into_units(torch::nn::Module& root, const WrapPolicy& policy, int64_t reduce_bucket_size) {
-  Walker w;
-  w.visit(root, "", -1);
+namespace {
+
+// Note [The unit is a module subtree], on either front end's tree.
+ModuleUnits cut(Walker& w, const WrapPolicy& policy, int64_t reduce_bucket_size, bool every_unit_triggered) {
   std::vector<Node>& nodes = w.nodes;
   TORCH_CHECK(!w.params.empty(), "zerotrain::initialize: the model has no parameter that requires grad");
 
@@ -176,7 +190,7 @@ ModuleUnits cut_into_units(torch::nn::Module& root, const WrapPolicy& policy, in
     n.own_numel += w.params[p].tensor.numel();
     total += w.params[p].tensor.numel();
   }
-  for (size_t i = 1; i < nodes.size(); ++i) nodes[i].explicit_unit = nodes[i].boundary != nullptr;
+  for (size_t i = 1; i < nodes.size(); ++i) nodes[i].explicit_unit = nodes[i].marked;
   if (policy.kind == WrapPolicy::Kind::kModuleTypes) {
     TORCH_CHECK(!policy.module_types.empty(), "zerotrain: WrapPolicy::by_module_type needs at least one type name");
     mark_types(nodes, policy.module_types);
@@ -228,11 +242,35 @@ ModuleUnits cut_into_units(torch::nn::Module& root, const WrapPolicy& policy, in
     zero::UnitSpec u;
     u.name = k == 0 ? "" : n.path;
     u.params = members[static_cast<size_t>(k)];
-    u.has_triggers = k != 0 && n.boundary != nullptr;
-    if (u.has_triggers) out.boundaries.emplace_back(n.boundary, static_cast<int>(out.spec.units.size()));
+    u.has_triggers = every_unit_triggered || (k != 0 && n.boundary != nullptr);
+    if (n.boundary != nullptr && k != 0) out.boundaries.emplace_back(n.boundary, static_cast<int>(out.spec.units.size()));
     out.spec.units.push_back(std::move(u));
   }
   return out;
+}
+
+}  // namespace
+
+ModuleUnits cut_into_units(torch::nn::Module& root, const WrapPolicy& policy, int64_t reduce_bucket_size) {
+  Walker w;
+  w.visit(root, "", -1);
+  return cut(w, policy, reduce_bucket_size, /*every_unit_triggered=*/false);
+}
+
+ModuleUnits cut_into_units(const std::vector<ModuleNode>& modules, const WrapPolicy& policy,
+                           int64_t reduce_bucket_size) {
+  TORCH_CHECK(!modules.empty() && modules.front().parent == -1 && modules.front().path.empty(),
+              "zerotrain::initialize: a model description starts with its root module (path \"\", parent -1)");
+  Walker w;
+  for (size_t i = 0; i < modules.size(); ++i) {
+    const ModuleNode& m = modules[i];
+    if (i > 0)
+      TORCH_CHECK(m.parent >= 0 && static_cast<size_t>(m.parent) < i, "zerotrain::initialize: module '", m.path,
+                  "' names parent ", m.parent, "; modules must be in pre-order, each after its parent");
+    const int self = w.add_node(m.path, m.parent, m.type_names, m.marked);
+    for (const auto& [name, t] : m.params) w.add_param(self, name, t);
+  }
+  return cut(w, policy, reduce_bucket_size, /*every_unit_triggered=*/true);
 }
 
 void attach_units(const ModuleUnits& units, const std::weak_ptr<UnitTriggers>& triggers,

@@ -22,6 +22,15 @@ void attach_before_backward(const std::weak_ptr<UnitTriggers>& triggers, int uni
   }
 }
 
+void leave_unit(const std::shared_ptr<UnitTriggers>& triggers, int unit, const std::vector<at::Tensor>& outputs) {
+  if (!triggers) return;
+  triggers->after_forward(unit);
+  // Note [Forwards inside activation checkpointing]: a recomputed unit had its
+  // before-backward trigger when it was entered.
+  if (c10::GradMode::is_enabled() && zero::current_forward_kind() != zero::ForwardKind::kRecompute)
+    attach_before_backward(triggers, unit, outputs);
+}
+
 WrapPolicy WrapPolicy::by_module_type(std::vector<std::string> type_names) {
   WrapPolicy p;
   p.kind = Kind::kModuleTypes;
@@ -70,12 +79,7 @@ std::shared_ptr<UnitTriggers> UnitBoundary::enter() const {
 
 void UnitBoundary::leave(const std::shared_ptr<UnitTriggers>& triggers,
                          const std::vector<at::Tensor>& outputs) const {
-  if (!triggers) return;
-  triggers->after_forward(unit_);
-  // Note [Forwards inside activation checkpointing]: a recomputed unit had its
-  // before-backward trigger when it was entered.
-  if (c10::GradMode::is_enabled() && zero::current_forward_kind() != zero::ForwardKind::kRecompute)
-    attach_before_backward(triggers_, unit_, outputs);
+  leave_unit(triggers, unit_, outputs);
 }
 
 }  // namespace detail

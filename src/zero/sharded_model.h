@@ -119,6 +119,7 @@ class ShardedModel final : public UnitTriggers {
   const std::vector<std::string>& param_names() const noexcept { return names_; }
   const at::Tensor& param(int p) const { return spec_.params.at(static_cast<size_t>(p)).tensor; }
   bool unit_has_triggers(int u) const { return spec_.units.at(static_cast<size_t>(u)).has_triggers; }
+  const std::string& unit_path(int u) const { return spec_.units.at(static_cast<size_t>(u)).name; }
   c10::Device device() const { return units_.front().flat_params().device(); }
   at::ScalarType dtype() const { return units_.front().flat_params().scalar_type(); }
   const std::vector<int>& reduce_order() const noexcept { return reducer_->launch_order(); }
