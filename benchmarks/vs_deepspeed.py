@@ -4,9 +4,10 @@ at N = 2 on CPU for ZeRO stages 1, 2 and 3, runs alternated to cancel drift.
 Prints, per stage, the slowest rank's median step time, the per-rank peak
 RSS and the largest loss difference, with the ratios zerotrain / DeepSpeed.
 
-DeepSpeed lives in its own directory, used only here (on CPU it runs with
-DS_ACCELERATOR=cpu, Gloo and torch's AdamW through "torch_adam": true, the
-same optimizer setting both frameworks read):
+DeepSpeed lives in its own directory, used only here. On CPU it runs with
+DS_ACCELERATOR=cpu, Gloo, and torch's AdamW through "torch_adam": true (its
+own CPU Adam is an op it would compile at run time); zerotrain runs its fused
+CPU AdamW (it rejects torch_adam). Everything else in the config is the same:
 
     python -m pip install --target ~/.cache/zerotrain/deepspeed-0.19.6 --no-deps deepspeed==0.19.6 \
         hjson ninja py-cpuinfo pydantic pydantic_core annotated_types typing_inspection msgpack psutil \
@@ -55,36 +56,46 @@ def worker(a):
     config = {
         "train_micro_batch_size_per_gpu": a.batch, "gradient_accumulation_steps": 1, "gradient_clipping": 1.0,
         "optimizer": {"type": "AdamW", "params": {"lr": 1e-3, "betas": [0.9, 0.95], "eps": 1e-8,
-                                                  "weight_decay": 0.1, "torch_adam": True}},
+                                                  "weight_decay": 0.1}},
         "zero_optimization": {"stage": a.stage, "overlap_comm": True, "reduce_bucket_size": 500_000_000,
                               "allgather_bucket_size": 500_000_000},
         "steps_per_print": 1_000_000,
     }
     if a.stage == 3:
         config["zero_optimization"].pop("allgather_bucket_size")
+    if a.framework == "deepspeed":
+        config["optimizer"]["params"]["torch_adam"] = True  # DeepSpeed's CPU Adam is not built
     engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=model.parameters(), config=config)
     gen = torch.Generator().manual_seed(1000 + rank)
     data = [torch.randint(0, vocab, (a.batch, a.context + 1), generator=gen) for _ in range(a.steps)]
     times, losses = [], []
+    phases = {"forward": [], "backward": [], "step": []}  # where a difference comes from
     for step in range(a.steps):
         x = data[step]
         start = time.perf_counter()
         logits = engine(x[:, :-1])
         loss = F.cross_entropy(logits.float().reshape(-1, vocab), x[:, 1:].reshape(-1))
+        t1 = time.perf_counter()
         engine.backward(loss)
+        t2 = time.perf_counter()
         engine.step()
-        times.append(time.perf_counter() - start)
+        t3 = time.perf_counter()
+        times.append(t3 - start)
+        for name, t in (("forward", t1 - start), ("backward", t2 - t1), ("step", t3 - t2)):
+            phases[name].append(t)
         mean = loss.detach().clone()
         dist.all_reduce(mean)
         losses.append(mean.item() / world)
-    median = torch.tensor([statistics.median(times[a.warmup:])])
+    median = torch.tensor([statistics.median(times[a.warmup:])] +
+                          [statistics.median(phases[k][a.warmup:]) for k in ("forward", "backward", "step")])
     dist.all_reduce(median, op=dist.ReduceOp.MAX)  # the slowest rank's
     rss = torch.tensor([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0])
     all_rss = [torch.zeros(1) for _ in range(world)]
     dist.all_gather(all_rss, rss)
     if rank == 0:
         with open(a.out, "w") as f:
-            json.dump({"step_s": median.item(), "peak_rss": [r.item() for r in all_rss], "losses": losses}, f)
+            json.dump({"step_s": median[0].item(), "phases_s": median[1:].tolist(),
+                       "peak_rss": [r.item() for r in all_rss], "losses": losses}, f)
     dist.barrier()
     dist.destroy_process_group()
 
@@ -127,17 +138,27 @@ def driver(a):
         zt_m = statistics.median(max(r["peak_rss"]) for r in got["zerotrain"])
         ds_m = statistics.median(max(r["peak_rss"]) for r in got["deepspeed"])
         dl = max(abs(x - y) / abs(y) for x, y in zip(got["zerotrain"][0]["losses"], got["deepspeed"][0]["losses"]))
+        phase = {fw: [statistics.median(r["phases_s"][i] for r in got[fw]) for i in range(3)] for fw in got}
         rows.append((stage, zt_t, ds_t, zt_m, ds_m, dl, got["zerotrain"][0]["losses"][-1],
-                     got["deepspeed"][0]["losses"][-1]))
+                     got["deepspeed"][0]["losses"][-1], phase))
     print(f"\nGPT layers={a.layers} width={a.width} heads={a.heads} context={a.context}, batch {a.batch} per rank, "
           f"fp32, N = {a.nproc} on CPU, {a.threads} thread(s) per rank, {a.steps} steps ({a.warmup} warm-up), "
           f"{a.rounds} alternated round(s); median of rounds\n")
     print("| stage | zerotrain ms/step | DeepSpeed ms/step | time ratio (target <= 0.8) | zerotrain peak RSS | "
           "DeepSpeed peak RSS | RSS ratio (target <= 1.0) | largest relative loss difference | final loss zt / ds |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for stage, zt_t, ds_t, zt_m, ds_m, dl, zl, dsl in rows:
+    for stage, zt_t, ds_t, zt_m, ds_m, dl, zl, dsl, _ in rows:
         print(f"| {stage} | {zt_t * 1e3:.1f} | {ds_t * 1e3:.1f} | {zt_t / ds_t:.2f}x | {zt_m / 2**20:.0f} MiB | "
               f"{ds_m / 2**20:.0f} MiB | {zt_m / ds_m:.2f}x | {dl:.1e} | {zl:.4f} / {dsl:.4f} |")
+    # Where the time goes: the slowest rank's median per phase. forward is the
+    # model's own forward (plus stage 3's gathers), backward includes the
+    # reductions issued during it, step the optimizer and what follows it.
+    print("\n| stage | phase | zerotrain ms | DeepSpeed ms | zerotrain - DeepSpeed ms |")
+    print("|---|---|---|---|---|")
+    for stage, *_, phase in rows:
+        for i, name in enumerate(("forward", "backward", "step")):
+            z, d = phase["zerotrain"][i] * 1e3, phase["deepspeed"][i] * 1e3
+            print(f"| {stage} | {name} | {z:.1f} | {d:.1f} | {z - d:+.1f} |")
 
 
 def main():

@@ -71,6 +71,10 @@ std::vector<ConfigProblem> unsupported_settings(const Config& c) {
     out.push_back({"optimizer",
                    "the config has no optimizer section; zerotrain's engine runs the optimizer it names "
                    "(Adam, AdamW or Lamb) and takes no client optimizer"});
+  if (c.optimizer() && c.optimizer()->torch_adam)
+    out.push_back({"optimizer.params.torch_adam",
+                   "LibTorch's unfused Adam is not offered: zerotrain's fused Adam/AdamW computes the same update "
+                   "in one pass; remove torch_adam"});
   // Honoured: cpu_checkpointing, synchronize_checkpoint_boundary, profile
   // (checkpointing::CheckpointOptions::from_config).
   const ActivationCheckpointingConfig& a = c.activation_checkpointing();

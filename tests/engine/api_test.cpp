@@ -181,6 +181,10 @@ TEST(EngineErrors, MisuseAndUnsupportedSettingsNameTheProblem) {
                       "zero_optimization.offload_optimizer.pipeline_read");
   expect_config_error(test_config(1, "fp32", kMicro, 1, 0.0, [](nlohmann::json& j) { j.erase("optimizer"); }),
                       "optimizer");
+  // Parsed, and until 2026-11-30 ignored: the fused kernels ran whatever it said.
+  expect_config_error(test_config(1, "fp32", kMicro, 1, 0.0,
+                                  [](nlohmann::json& j) { j["optimizer"]["params"]["torch_adam"] = true; }),
+                      "optimizer.params.torch_adam");
   expect_config_error(test_config(1, "fp32", kMicro, 1, 0.0,
                                   [](nlohmann::json& j) {
                                     j["activation_checkpointing"] = {{"partition_activations", true}};
