@@ -61,7 +61,7 @@ class Init:
     inside it and shards them in initialize() (stage 3 then holds only the
     shards); the memory saving while the model is being built, which
     DeepSpeed gets by partitioning in each module's constructor, is not
-    implemented, and entering the scope says so in the log. Arguments that
+    implemented, and entering the scope warns so in the log. Arguments that
     would change the model (dtype, remote_device, quantized weights) are
     rejected rather than ignored."""
 
@@ -79,7 +79,8 @@ class Init:
 
     def __enter__(self):
         if self._enabled:
-            logger.info("zerotrain.zero.Init: parameters are built whole and sharded by initialize()")
+            logger.warning("zerotrain.zero.Init: parameters are built whole and sharded by initialize(); "
+                           "building the model takes its full size in memory")
         return self
 
     def __exit__(self, *exc):
