@@ -4,6 +4,7 @@
 // docs/monitoring.md.
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace zerotrain {
@@ -34,6 +35,10 @@ struct ProgressOptions {
   double peak_flops_per_device = 0;
   /// kAuto: a bar with ETA when stdout is a terminal and total_steps is known.
   ProgressBar bar = ProgressBar::kAuto;
+  /// Where rank 0's report lines go (the steps_per_print line, the breakdown,
+  /// overflow messages); empty: standard output. With a sink there is no bar
+  /// under kAuto, and kOn is an error. The Python package logs them.
+  std::function<void(const std::string&)> sink;
 };
 
 }  // namespace zerotrain

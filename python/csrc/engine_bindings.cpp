@@ -62,7 +62,8 @@ std::shared_ptr<Engine> make_engine(const std::vector<ModuleTuple>& modules, py:
                                     py::function buffers, const std::string& config_text, const std::string& source, bool is_path,
                                     std::shared_ptr<Communicator> comm, const std::vector<GroupTuple>& groups,
                                     const std::string& wrap_kind, const std::vector<std::string>& wrap_types,
-                                    int64_t wrap_numel, py::object observer, py::function warn) {
+                                    int64_t wrap_numel, py::object observer, py::function warn,
+                                    py::function report) {
   ModelDescription d;
   for (const auto& [path, types, parent, params, marked] : modules) d.modules.push_back({path, types, parent, params, marked});
   // The functions run on whichever thread calls them (pybind's wrappers take the GIL).
@@ -79,6 +80,10 @@ std::shared_ptr<Engine> make_engine(const std::vector<ModuleTuple>& modules, py:
   o.warn = [warn](const std::string& line) {
     py::gil_scoped_acquire gil;
     warn(line);
+  };
+  o.progress.sink = [report](const std::string& line) {
+    py::gil_scoped_acquire gil;
+    report(line);
   };
   for (const auto& [params, lr, wd] : groups) o.param_groups.push_back({params, lr, wd});
   o.wrap_policy = wrap_policy(wrap_kind, wrap_types, wrap_numel);
@@ -287,6 +292,7 @@ void bind_engine(py::module_& m) {
   m.def("initialize", &make_engine, py::arg("modules"), py::arg("train"), py::arg("buffers"),
         py::arg("config_text"), py::arg("source"), py::arg("is_path"), py::arg("communicator"), py::arg("param_groups"),
         py::arg("wrap_kind"), py::arg("wrap_types"), py::arg("wrap_numel"), py::arg("observer"), py::arg("warn"),
+        py::arg("report"),
         "zerotrain::initialize on a described model (use zerotrain.initialize).");
 }
 

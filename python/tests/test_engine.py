@@ -237,3 +237,31 @@ def test_resume_is_bitwise(tmp_path):
     for k in want:
         assert torch.equal(want[k], got[k]), k
     engine2.destroy()
+
+
+def test_report_lines_and_warnings_go_through_logging():
+    """The engine's steps_per_print line and initialize()'s config warnings
+    reach the "zerotrain" logger (not stdout directly)."""
+    import logging
+
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append((record.levelno, record.getMessage()))
+
+    log = logging.getLogger("zerotrain")
+    keep = Keep()
+    log.addHandler(keep)
+    try:
+        net = make_net()
+        cfg = dict(config(stage=2), steps_per_print=1)
+        cfg["zero_optimization"]["cpu_offload_use_pin_memory"] = True  # deprecated: a warning
+        engine, *_ = zerotrain.initialize(model=net, model_parameters=net.parameters(), config=cfg)
+        train(engine, 2)
+        engine.destroy()
+    finally:
+        log.removeHandler(keep)
+    steps = [m for level, m in records if level == logging.INFO and m.startswith("[zerotrain] step ")]
+    assert [m.split(" | ")[0] for m in steps] == ["[zerotrain] step 1", "[zerotrain] step 2"], records
+    assert any(level == logging.WARNING and "cpu_offload_use_pin_memory" in m for level, m in records), records

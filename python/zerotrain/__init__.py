@@ -9,6 +9,9 @@ accelerator, zero, checkpointing); docs/python.md lists what it runs and what
 it rejects.
 """
 
+import logging
+import sys
+
 import torch  # noqa: F401  -- loads LibTorch and torch_python before the extension
 
 from . import _C
@@ -20,6 +23,24 @@ from .estimate import estimate_model_states
 from .model import set_z3_leaf_modules, unset_z3_leaf_modules
 
 CommError = _C.CommError
+
+
+def _default_log_handler() -> None:
+    """The "zerotrain" logger prints INFO and above on stdout, as DeepSpeed's
+    logger does (the engine's report lines are INFO), unless the application
+    gave it a handler of its own first; reconfigure it with
+    logging.getLogger("zerotrain")."""
+    log = logging.getLogger("zerotrain")
+    if log.handlers:
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+_default_log_handler()
 DeepSpeedEngine = ZerotrainEngine
 __version__ = "0.1.0"
 

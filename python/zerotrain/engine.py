@@ -205,7 +205,8 @@ class ZerotrainEngine(nn.Module):
             modules=modules, train=lambda on: model.train(on),
             buffers=lambda: [(n, b) for n, b in model.named_buffers()],
             config_text=text, source=source_name, is_path=is_path, communicator=comm, param_groups=groups,
-            wrap_kind="default", wrap_types=[], wrap_numel=0, observer=observer, warn=logger.warning)
+            wrap_kind="default", wrap_types=[], wrap_numel=0, observer=observer, warn=logger.warning,
+            report=logger.info)
         self._units = self._core.units()
         self._hooks = UnitHooks(self._core, self._units, by_path)
         names = {n for u in self._units for n in u["params"]}

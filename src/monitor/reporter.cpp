@@ -8,6 +8,7 @@
 
 #include <ATen/ops/add.h>
 #include <ATen/ops/zeros.h>
+#include <c10/util/Exception.h>
 
 #include <unistd.h>
 
@@ -20,7 +21,9 @@ namespace zerotrain::monitor {
 Reporter::Reporter(const LoggingConfig& logging, const ProgressOptions& progress, const RunFacts& facts)
     : logging_(logging), progress_(progress), facts_(facts), monitors_(logging, facts.rank) {
   const bool terminal = isatty(STDOUT_FILENO) == 1;
-  bar_ = facts.rank == 0 && progress.total_steps > 0 &&
+  TORCH_CHECK(!(progress.sink && progress.bar == ProgressBar::kOn),
+              "zerotrain: ProgressOptions::bar is kOn and a sink is set; the bar is drawn on standard output only");
+  bar_ = facts.rank == 0 && progress.total_steps > 0 && !progress.sink &&
          (progress.bar == ProgressBar::kOn || (progress.bar == ProgressBar::kAuto && terminal));
   flops_per_sample_ = progress.flops_per_sample > 0 ? progress.flops_per_sample
                                                     : 6.0 * static_cast<double>(facts.trainable_params) *
@@ -56,6 +59,10 @@ bool Reporter::is_print_step(int64_t step) const {
 
 void Reporter::print_line(const std::string& line) {
   if (facts_.rank != 0) return;
+  if (progress_.sink) {
+    progress_.sink(line);
+    return;
+  }
   if (bar_drawn_) std::fputs("\r\033[K", stdout);
   std::fputs(line.c_str(), stdout);
   std::fputs("\n", stdout);

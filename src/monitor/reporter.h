@@ -58,7 +58,8 @@ class Reporter {
   /// The step counter jumped (a checkpoint was loaded): rates restart.
   void restart();
   void write_events(const std::vector<MonitorEvent>& events) { monitors_.write(events); }
-  /// Rank 0 prints `line` on stdout, above the bar when one is drawn.
+  /// Rank 0 prints `line` on stdout, above the bar when one is drawn, or
+  /// hands it to ProgressOptions::sink.
   void print_line(const std::string& line);
 
  private:
