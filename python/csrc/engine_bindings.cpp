@@ -52,6 +52,14 @@ WrapPolicy wrap_policy(const std::string& kind, const std::vector<std::string>& 
   throw py::value_error("zerotrain: unknown wrap policy '" + kind + "'");
 }
 
+// A Python callable taking a line, callable from any thread.
+std::function<void(const std::string&)> with_gil(py::function f) {
+  return [f = std::move(f)](const std::string& line) {
+    py::gil_scoped_acquire gil;
+    f(line);
+  };
+}
+
 // One entry per module: (path, type names, parent, [(name, tensor)], marked).
 using ModuleTuple = std::tuple<std::string, std::vector<std::string>, int,
                                std::vector<std::pair<std::string, at::Tensor>>, bool>;
@@ -77,14 +85,8 @@ std::shared_ptr<Engine> make_engine(const std::vector<ModuleTuple>& modules, py:
   };
   InitOptions o;
   o.communicator = std::move(comm);
-  o.warn = [warn](const std::string& line) {
-    py::gil_scoped_acquire gil;
-    warn(line);
-  };
-  o.progress.sink = [report](const std::string& line) {
-    py::gil_scoped_acquire gil;
-    report(line);
-  };
+  o.warn = with_gil(std::move(warn));
+  o.progress.sink = with_gil(std::move(report));
   for (const auto& [params, lr, wd] : groups) o.param_groups.push_back({params, lr, wd});
   o.wrap_policy = wrap_policy(wrap_kind, wrap_types, wrap_numel);
   if (!observer.is_none()) {
