@@ -18,7 +18,7 @@ venv="$cache/venv-torch-$ZEROTRAIN_TORCH_VERSION"
 log() { echo "[bootstrap] $*" >&2; }
 
 debian_packages=(
-  build-essential cmake ninja-build ccache git
+  build-essential cmake ninja-build ccache git clang libclang-rt-dev
   nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libxxhash-dev
   libgtest-dev libgmock-dev pybind11-dev python3-venv
   libgloo-dev openmpi-bin

@@ -98,6 +98,13 @@ json parse_config_text(std::string_view text, std::vector<ConfigProblem>& proble
     if (detail.find("line") == std::string::npos) detail = line_and_column(text, e.byte) + ": " + detail;
     problems.push_back({"", "invalid JSON: " + detail});
     return json(json::value_t::discarded);
+  } catch (const json::exception& e) {
+    // Found by scripts/fuzz.sh: a number too large for a double (1e999) is an
+    // out_of_range error, not a parse_error; it is still bad input.
+    std::string what = e.what();
+    const auto bracket = what.find("] ");
+    problems.push_back({"", "invalid JSON: " + (bracket == std::string::npos ? what : what.substr(bracket + 2))});
+    return json(json::value_t::discarded);
   }
   if (problems.size() != before) return json(json::value_t::discarded);
   return doc;

@@ -310,5 +310,12 @@ TEST(ConfigErrors, SyntaxErrorGivesLineAndColumn) {
   EXPECT_NE(std::string(e.what()).find("line 3"), std::string::npos) << e.what();
 }
 
+// Found by scripts/fuzz.sh: a number beyond a double's range escaped as
+// nlohmann's out_of_range instead of a ConfigError.
+TEST(ConfigErrors, ANumberTooLargeForADoubleIsAConfigError) {
+  const ConfigError e = rejection("{\"train_batch_size\": 1e999}");
+  EXPECT_NE(std::string(e.what()).find("number overflow"), std::string::npos) << e.what();
+}
+
 }  // namespace
 }  // namespace zerotrain
