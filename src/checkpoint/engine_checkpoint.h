@@ -27,6 +27,8 @@ struct LoadResult {
   EngineCounters counters;           // as saved
   at::ScalarType saved_dtype = at::kFloat;
   bool optimizer_states = false;     // master weights and moments were loaded
+  /// gradient_accumulation_steps in the saved config (absent in hand-made manifests).
+  std::optional<int64_t> saved_gas;
 };
 
 /// Collective. Verifies every file, then overwrites the model's state (Note

@@ -41,17 +41,33 @@ struct Read {
   void* dst = nullptr;
 };
 
+// Every piece the manifest places in rank file `file`, in every state.
+std::vector<TensorSpec> placed_in(const Manifest& m, const std::string& file) {
+  std::vector<TensorSpec> out;
+  for (const GroupEntry& g : m.groups)
+    for (const ParamEntry& p : g.params)
+      for (const PieceRef& piece : p.pieces)
+        if (rank_file_name(piece.rank) == file)
+          for (PieceState state : m.piece_states())
+            out.push_back({piece_tensor_name(state, p.name, piece.offset), piece_dtype(state, m.model_dtype),
+                           {piece.numel}});
+  return out;
+}
+
 class LoadPlan {
  public:
   void add(const std::string& file, Read r) { reads_[file].push_back(std::move(r)); }
-  /// Opens, verifies and copies every planned file.
+  /// Opens, verifies and copies every planned file. Each file's header is
+  /// checked against every piece the manifest places in it, not only the
+  /// pieces read: a manifest and files that disagree on a dtype or a shape
+  /// are a damaged checkpoint even where this load would not notice.
   void run(const std::string& tag_dir, const Manifest& m) const {
     for (const auto& [name, reads] : reads_) {
       const FileEntry* entry = m.file(name);
       TORCH_CHECK(entry != nullptr, "zerotrain: '", join_path(tag_dir, kManifestFile),
                   "' lists no file '", name, "'");
       const InputFile f = open_checked(tag_dir, *entry);
-      std::vector<TensorSpec> specs;
+      std::vector<TensorSpec> specs = placed_in(m, name);
       for (const Read& r : reads) specs.push_back(r.spec);
       const SafetensorsHeader h = read_checked_header(f, specs);
       std::vector<CopyJob> jobs;
@@ -102,6 +118,7 @@ Staged plan_and_read(const EngineParts& e, const Manifest& m, const std::string&
   const zero::ShardedModel& model = e.model;
   const auto saved = saved_params(m);
   check_params_match(model, m, tag_dir, saved);
+  for (const FileEntry& f : m.files) open_checked(tag_dir, f);  // every file there, at its size (cheap)
   Staged st;
   LoadPlan plan;
   const std::vector<OwnedPiece> wants = owned_pieces(model.layout(), model.owned().rank());
@@ -158,6 +175,11 @@ Staged plan_and_read(const EngineParts& e, const Manifest& m, const std::string&
                     "', a buffer or frozen parameter of the model (load_module_strict)");
       }
     stream_file(f, *module_entry, std::move(jobs));
+  } else if (e.comm.rank() == 0) {
+    // Nothing to read, but a damaged file is still a damaged checkpoint.
+    const InputFile f = open_checked(tag_dir, *module_entry);
+    read_safetensors_header(f);
+    stream_file(f, *module_entry, {});
   }
 
   if (with_rng) {
@@ -222,7 +244,7 @@ std::optional<LoadResult> load_checkpoint(const EngineParts& e, const std::strin
   std::string err = capture_error([&] {
     const std::string tag = tag_in.empty() ? latest_tag(dir) : tag_in;
     check_tag(tag);
-    tag_dir = join_path(dir, tag);
+    tag_dir = existing_or_replaced(join_path(dir, tag));  // Note [Replacing without an atomic exchange]
     m = read_manifest(tag_dir);
     if (m.has_model_pieces() && (!full || !master_from_fp32)) weights = PieceState::kModel;
     std::vector<PieceState> states{weights};
@@ -269,6 +291,9 @@ std::optional<LoadResult> load_checkpoint(const EngineParts& e, const std::strin
   out.counters = m.engine;
   out.saved_dtype = m.model_dtype;
   out.optimizer_states = full;
+  if (m.config.is_object() && m.config.contains("gradient_accumulation_steps") &&
+      m.config["gradient_accumulation_steps"].is_number_integer())
+    out.saved_gas = m.config["gradient_accumulation_steps"].get<int64_t>();
   return out;
 }
 

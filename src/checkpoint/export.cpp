@@ -77,7 +77,7 @@ class Files {
 }  // namespace
 
 ExportReport export_checkpoint(const std::string& dir, const std::string& out, const ExportOptions& options) {
-  const std::string tag_dir = join_path(dir, resolve(dir, options.tag));
+  const std::string tag_dir = existing_or_replaced(join_path(dir, resolve(dir, options.tag)));
   const Manifest m = read_manifest(tag_dir);
   for (const FileEntry& e : m.files) stream_file(open_checked(tag_dir, e), e, {});
 
@@ -170,7 +170,7 @@ CheckpointInfo inspect_checkpoint(const std::string& dir, const std::string& tag
   TORCH_CHECK(!info.tag.empty(), "zerotrain: '", dir, "' holds no checkpoint (no 'latest' file); "
               "tags found: ", info.tags.size());
   check_tag(info.tag);
-  const std::string tag_dir = join_path(dir, info.tag);
+  const std::string tag_dir = existing_or_replaced(join_path(dir, info.tag));
   const Manifest m = read_manifest(tag_dir);
   info.format_version = m.format_version;
   info.zerotrain_version = m.zerotrain_version;

@@ -130,15 +130,62 @@ void remove_tree(const std::string& path) {
               "zerotrain: cannot remove '", path, "': ", reason());
 }
 
+std::string replaced_path(const std::string& to) {
+  const size_t slash = to.rfind('/');
+  const std::string parent = slash == std::string::npos ? "" : to.substr(0, slash + 1);
+  return parent + "." + to.substr(slash == std::string::npos ? 0 : slash + 1) + ".replaced";
+}
+
+std::string existing_or_replaced(const std::string& path) {
+  if (path_exists(path)) return path;
+  const std::string aside = replaced_path(path);
+  return path_exists(aside) ? aside : path;
+}
+
+namespace {
+
+std::string parent_of(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+}
+
+void rename_checked(const std::string& from, const std::string& to) {
+  TORCH_CHECK(::rename(from.c_str(), to.c_str()) == 0, "zerotrain: cannot rename '", from, "' to '", to, "': ",
+              reason());
+}
+
+}  // namespace
+
+// Note [Replacing without an atomic exchange]
+// Some file systems (older NFS, some FUSE and overlay mounts) refuse
+// renameat2's RENAME_EXCHANGE with EINVAL, ENOSYS or EOPNOTSUPP. Then the old
+// `to` is first renamed aside to `.<name>.replaced`, the new content renamed
+// to `to`, and the old copy removed: two atomic renames, each fsynced. A
+// process killed between them leaves `to` missing and its previous complete
+// content at `.<name>.replaced`; readers take that copy
+// (existing_or_replaced), so `latest` still names a loadable tag, and the
+// next replace of `to` cleans it up. Nothing is lost at any moment; the one
+// difference from the exchange is that for that instant a reader that does
+// not know the convention sees no `to`.
 void replace_path(const std::string& from, const std::string& to) {
+  const std::string aside = replaced_path(to);
   if (path_exists(to)) {
-    TORCH_CHECK(::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_EXCHANGE) == 0,
-                "zerotrain: cannot exchange '", from, "' with '", to, "': ", reason());
-    remove_tree(from);  // the old content
-    return;
+    if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_EXCHANGE) == 0) {
+      remove_tree(from);  // the old content
+      return;
+    }
+    const int err = errno;
+    TORCH_CHECK(err == EINVAL || err == ENOSYS || err == EOPNOTSUPP, "zerotrain: cannot exchange '", from,
+                "' with '", to, "': ", std::strerror(err));
+    remove_tree(aside);  // a stale copy from an earlier replace: `to` is complete
+    rename_checked(to, aside);
+    fsync_directory(parent_of(to));
   }
-  TORCH_CHECK(::rename(from.c_str(), to.c_str()) == 0, "zerotrain: cannot rename '", from, "' to '",
-              to, "': ", reason());
+  rename_checked(from, to);
+  if (path_exists(aside)) {
+    fsync_directory(parent_of(to));
+    remove_tree(aside);
+  }
 }
 
 void write_file_atomically(const std::string& path, const std::string& content) {

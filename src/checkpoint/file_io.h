@@ -60,8 +60,16 @@ void fsync_directory(const std::string& path);
 void remove_tree(const std::string& path);
 /// Renames `from` to `to`. When `to` exists, the two are exchanged atomically
 /// (renameat2 RENAME_EXCHANGE) and the old `to`, now at `from`, is removed, so
-/// `to` names either the old or the new content at every moment.
+/// `to` names either the old or the new content at every moment. Note
+/// [Replacing without an atomic exchange] (file_io.cpp) says what happens on
+/// a file system that refuses the exchange.
 void replace_path(const std::string& from, const std::string& to);
+/// `<parent>/.<name>.replaced`: where replace_path keeps the old `to` while
+/// it moves the new one in, when the file system refuses an exchange.
+std::string replaced_path(const std::string& to);
+/// `path`; or, when only the copy that replace_path set aside exists (the
+/// process was killed between its two renames), that copy.
+std::string existing_or_replaced(const std::string& path);
 /// Writes `content` to `path` through a temporary file, fsync and rename.
 void write_file_atomically(const std::string& path, const std::string& content);
 /// The whole content of a small file (at most `max_bytes`).

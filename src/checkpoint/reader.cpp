@@ -44,7 +44,23 @@ Manifest read_manifest(const std::string& tag_dir) {
               is_directory(tag_dir) ? " (an unfinished save leaves no tag directory; was this "
                                       "directory made by something else?)"
                                     : ": the tag directory does not exist");
-  return Manifest::parse(read_small_file(path), path);
+  Manifest m = Manifest::parse(read_small_file(path), path);
+  // A data file the manifest does not list came from elsewhere (another save,
+  // another world size's rank files): the directory is not what was saved.
+  DIR* d = ::opendir(tag_dir.c_str());
+  TORCH_CHECK(d != nullptr, "zerotrain: cannot list checkpoint directory '", tag_dir, "'");
+  std::string extra;
+  while (const dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    const auto ends_with = [&](const std::string& suffix) {
+      return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    if ((ends_with(".safetensors") || ends_with(".pt")) && m.file(name) == nullptr) extra = name;
+  }
+  ::closedir(d);
+  TORCH_CHECK(extra.empty(), "zerotrain: '", join_path(tag_dir, extra), "' is not listed in '", path,
+              "': a data file from another save or another world size; remove it, or load from a clean copy");
+  return m;
 }
 
 InputFile open_checked(const std::string& tag_dir, const FileEntry& entry) {

@@ -85,7 +85,9 @@ SafetensorsHeader read_safetensors_header(const InputFile& file) {
 
   SafetensorsHeader h;
   h.data_start = 8 + header_len;
-  for (const auto& [name, v] : j.items()) {
+  for (const auto& item : j.items()) {
+    const std::string& name = item.key();  // not a structured binding: the lambda below captures it
+    const nlohmann::json& v = item.value();
     if (name == "__metadata__") {
       TORCH_CHECK(v.is_object(), "zerotrain: '", path, "': __metadata__ is not an object");
       for (const auto& [k, s] : v.items()) {

@@ -39,7 +39,8 @@ std::optional<LoadedCheckpoint> Engine::load_checkpoint(const std::string& dir, 
   std::optional<ckpt::LoadResult> r = ckpt::load_checkpoint(parts(s), dir, tag, options);
   if (!r) return std::nullopt;
   if (!options.load_module_only)
-    s.progress.restore(r->counters, r->saved_dtype, r->optimizer_states, options.load_lr_scheduler_states);
+    s.progress.restore(r->counters, r->saved_gas, r->saved_dtype, r->optimizer_states,
+                       options.load_lr_scheduler_states);
   s.progress.step_applied = false;
   s.reporter->restart();  // rates and the ETA count from here
   s.telemetry->rebase(s.channels.stats());
