@@ -60,6 +60,7 @@
 #include <c10/util/Exception.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/Store.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/Types.hpp>
 
 #include <cstdio>
@@ -471,6 +472,27 @@ comm_detail::GroupFactory adopted_group_factory(c10d::ProcessGroup& group,
 
 }  // namespace
 
+namespace {
+
+// Where an adopted group's store lives, so that a dead store host is named
+// (Note [Naming the missing ranks] in health.h). torch.distributed's env://
+// and tcp:// rendezvous host the TCPStore on rank 0, unless torchrun's agent
+// hosts it (TORCHELASTIC_USE_AGENT_STORE=True, as torchrun sets). Found by the
+// Python killed-rank harness: with rank 0 killed, survivors named nobody.
+comm_detail::StoreInfo adopted_store_info(const c10::intrusive_ptr<c10d::Store>& store) {
+  comm_detail::StoreInfo where;
+  c10::intrusive_ptr<c10d::Store> base = store;
+  if (auto* prefix = dynamic_cast<c10d::PrefixStore*>(base.get())) base = prefix->getUnderlyingNonPrefixStore();
+  if (auto* tcp = dynamic_cast<c10d::TCPStore*>(base.get())) {
+    where.address = tcp->getHost() + ":" + std::to_string(tcp->getPort());
+    const char* agent = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
+    where.host_rank = agent != nullptr && std::string(agent) == "True" ? -1 : 0;
+  }
+  return where;
+}
+
+}  // namespace
+
 std::shared_ptr<Communicator> Communicator::adopt(c10::intrusive_ptr<c10d::ProcessGroup> group,
                                                   c10::intrusive_ptr<c10d::Store> store,
                                                   CommOptions options) {
@@ -491,7 +513,7 @@ std::shared_ptr<Communicator> Communicator::adopt(c10::intrusive_ptr<c10d::Proce
         "zerotrain/adopted/" + name + "/" + std::to_string(index), store);
   }
   auto factory = adopted_group_factory(*group, options.timeout);
-  return comm_detail::make_communicator(std::move(group), prefixed, comm_detail::StoreInfo{}, options,
+  return comm_detail::make_communicator(std::move(group), prefixed, adopted_store_info(store), options,
                                         std::move(factory));
 }
 

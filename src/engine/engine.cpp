@@ -26,6 +26,14 @@ at::Tensor Engine::backward(const at::Tensor& loss) {
   TORCH_CHECK(loss.defined() && loss.numel() == 1, "zerotrain: backward() takes the scalar loss of one micro-batch");
   TORCH_CHECK(loss.requires_grad(),
               "zerotrain: the loss does not require grad (was the forward run under NoGradGuard?)");
+  // One backward per micro step: a second would add a micro-batch the
+  // accumulation window does not count (its gradients scaled by 1/GAS too few).
+  // Inside no_sync() more are the point (DDP's pattern: accumulate locally,
+  // then one backward outside the scope reduces), so those are not counted.
+  const bool counted = s.no_sync_depth == 0;
+  TORCH_CHECK(!counted || !s.progress.backward_done, "zerotrain: backward() called twice for micro step ",
+              s.progress.counters.micro_steps, " without step() between; sum the losses and call backward() "
+              "once per micro-batch (or accumulate inside no_sync())");
   RECORD_FUNCTION("zerotrain::backward", std::vector<c10::IValue>());
   const auto start = std::chrono::steady_clock::now();
   const bool boundary = s.progress.at_boundary();
@@ -38,6 +46,7 @@ at::Tensor Engine::backward(const at::Tensor& loss) {
   scaled.backward();
   const auto reduce_start = std::chrono::steady_clock::now();
   s.core->end_backward();
+  if (counted) s.progress.backward_done = true;
   s.telemetry->record_phase(Phase::kReduce, reduce_start);
   s.telemetry->record_phase(Phase::kBackward, start);
   at::Tensor share = loss.detach() / static_cast<double>(s.progress.gas());
@@ -53,6 +62,9 @@ void Engine::step() {
   TORCH_CHECK(s.no_sync_depth == 0,
               "zerotrain: step() inside no_sync() would update with unreduced gradients; leave "
               "the no_sync() scope and run the boundary micro-batch's backward() first");
+  TORCH_CHECK(p.backward_done, "zerotrain: step() for micro step ", p.counters.micro_steps,
+              " without backward(); call backward() on every micro-batch before its step()");
+  p.backward_done = false;
   const bool boundary = p.at_boundary();
   ++p.counters.micro_steps;
   p.step_applied = false;
@@ -101,7 +113,10 @@ void Engine::step() {
   s.report_step(scale_update.message);
 }
 
-void Engine::zero_grad() { state_->core->zero_grads(); }
+void Engine::zero_grad() {
+  state_->core->zero_grads();
+  state_->progress.backward_done = false;  // the gradients are gone: this micro step's backward may run again
+}
 
 NoSyncGuard Engine::no_sync() {
   TORCH_CHECK(!state_->config.zero().sharding().gradients, "zerotrain: no_sync() is for ZeRO stages 0 and 1; stage ",

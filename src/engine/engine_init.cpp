@@ -8,6 +8,7 @@
 #include "checkpoint/agree.h"
 #include "engine/engine_impl.h"
 #include "engine/module_units.h"
+#include "engine/rank_agreement.h"
 #include "engine/sharded_params.h"
 #include "precision/scalar_type.h"
 
@@ -113,6 +114,12 @@ void take_pieces(ShardedParameters& sharded, torch::nn::Module& model, zero::Mod
               "layer's constructor, or build the layer outside the scope");
 }
 
+// InitOptions::warn, or standard error.
+void warn(const InitOptions& options, const std::string& line) {
+  if (options.warn) options.warn(line);
+  else std::cerr << "zerotrain: " << line << "\n";
+}
+
 // The config resolved against the communicator and checked, once.
 struct Prepared {
   Config config;
@@ -137,11 +144,8 @@ Prepared prepare(const Config& config_in, const InitOptions& options) {
   config.require_resolved();
   require_supported(config);
   if (comm->rank() == 0)
-    for (const ConfigProblem& w : config.warnings()) {
-      const std::string line = config.source() + ": " + w.path + ": warning: " + w.message;
-      if (options.warn) options.warn(line);
-      else std::cerr << "zerotrain: " << line << "\n";
-    }
+    for (const ConfigProblem& w : config.warnings())
+      warn(options, config.source() + ": " + w.path + ": warning: " + w.message);
   const at::ScalarType dtype = scalar_type(config.model_dtype());
   return {std::move(config), std::move(comm), dtype};
 }
@@ -157,6 +161,15 @@ Engine build(Prepared p, zero::ModelSpec spec, std::unique_ptr<detail::ModelAcce
     TORCH_CHECK(param.tensor.scalar_type() == p.dtype, "zerotrain::initialize: parameter '", param.name, "' is ",
                 param.tensor.scalar_type(), "; every trained parameter must be ", p.dtype);
   spec.groups = make_groups(spec, *config.optimizer(), options.param_groups);
+  {
+    // Note [Every rank starts from the same model and config] (rank_agreement.h).
+    const bool sharded = !spec.params.empty() && spec.params.front().piece.defined();
+    const c10::Device device = spec.params.empty() ? c10::Device(c10::kCPU)
+                               : sharded          ? spec.params.front().piece.device()
+                                                  : spec.params.front().tensor.device();
+    const std::string warning = detail::check_ranks_agree(*comm, device, config, spec, sharded);
+    if (!warning.empty() && comm->rank() == 0) warn(options, warning);
+  }
 
   // Note [Gathers and reductions travel on separate channels] (comm/communicator.cpp).
   detail::Channels channels{comm, comm->open_channel("gather")};

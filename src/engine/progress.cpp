@@ -39,10 +39,21 @@ ckpt::EngineCounters TrainingProgress::save() const {
   return c;
 }
 
-void TrainingProgress::restore(const ckpt::EngineCounters& saved, at::ScalarType saved_dtype,
-                               bool with_optimizer_steps, bool with_scheduler) {
+// Note [A load with another accumulation setting]
+// A checkpoint is saved between optimizer steps, so its micro-step count is a
+// whole number of the saving run's windows. Restored verbatim under another
+// gradient_accumulation_steps it would not be a whole number of the new
+// windows: the first window after the load would be short or long, and every
+// later save would be refused as "inside an accumulation window". So when the
+// setting changed (elastic training changes it with the world size), the
+// micro-step count restarts at global_steps x the new setting: the next
+// micro-batch opens a full window of the new size. Everything else (steps,
+// the schedule, the moments) continues; train_batch_size follows the config.
+void TrainingProgress::restore(const ckpt::EngineCounters& saved, std::optional<int64_t> saved_gas,
+                               at::ScalarType saved_dtype, bool with_optimizer_steps, bool with_scheduler) {
   counters.global_steps = saved.global_steps;
-  counters.micro_steps = saved.micro_steps;
+  const bool same_windows = saved_gas ? *saved_gas == gas_ : saved.micro_steps % gas_ == 0;
+  counters.micro_steps = same_windows ? saved.micro_steps : saved.global_steps * gas_;
   counters.skipped_steps = saved.skipped_steps;
   if (with_optimizer_steps) counters.applied_steps = saved.optimizer_steps;
   if (scaler.is_dynamic() && saved_dtype == at::kHalf) scaler.restore(saved.loss_scaler);

@@ -38,13 +38,16 @@ class TrainingProgress {
 
   ckpt::EngineCounters save() const;
   /// What load_checkpoint restores; see LoadCheckpointOptions.
-  void restore(const ckpt::EngineCounters& saved, at::ScalarType saved_dtype, bool with_optimizer_steps,
-               bool with_scheduler);
+  /// Note [A load with another accumulation setting] (progress.cpp).
+  void restore(const ckpt::EngineCounters& saved, std::optional<int64_t> saved_gas, at::ScalarType saved_dtype,
+               bool with_optimizer_steps, bool with_scheduler);
 
   StepCounters counters;
   precision::LossScaler scaler;
   std::optional<optim::LrScheduler> scheduler;
   bool step_applied = false;
+  /// backward() ran for the current micro step (one per step(); Engine::backward).
+  bool backward_done = false;
   std::optional<double> grad_norm;
 
  private:
