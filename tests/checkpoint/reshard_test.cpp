@@ -1,7 +1,8 @@
 // Checkpoints across processes: bit-for-bit resume on 2 ranks, loading onto
 // another world size and stage (the state after loading is the saved state
 // bit for bit, and training goes on to match an uninterrupted run), export
-// read back by Python, and saves killed at random moments.
+// read back by Python. Saves killed at random moments are in
+// tests/reliability/save_crash_test.cpp.
 
 #include "checkpoint_util.h"
 #include "comm/worker_util.h"
@@ -9,17 +10,6 @@
 #include "support/multiprocess.h"
 
 #include <gtest/gtest.h>
-
-#include <chrono>
-#include <random>
-#include <thread>
-
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-extern char** environ;
 
 namespace zerotrain::testing {
 namespace {
@@ -357,79 +347,6 @@ TEST(Checkpoint, SavesTheModelFileAtStage3OneUnitAtATime) {
   ASSERT_EQ(exported.size(), live.size());
   for (const auto& [name, t] : live) EXPECT_TRUE(same_bits(t, exported.at(name))) << name;
   EXPECT_FALSE(ckpt::path_exists(dir / "refused.safetensors"));
-}
-
-// ---- Killed saves -------------------------------------------------------------
-
-struct Wide : TestModel {
-  torch::nn::Linear l1{nullptr}, l2{nullptr}, l3{nullptr};
-  Wide() {
-    l1 = register_module("l1", torch::nn::Linear(6, 1024));
-    l2 = register_module("l2", torch::nn::Linear(1024, 1024));
-    l3 = register_module("l3", torch::nn::Linear(1024, 3));
-  }
-  at::Tensor forward(const at::Tensor& x) override { return l3->forward(torch::tanh(l2->forward(l1->forward(x)))); }
-  std::vector<int64_t> input_shape(int64_t b) const override { return {b, 6}; }
-  std::vector<int64_t> output_shape(int64_t b) const override { return {b, 3}; }
-};
-
-// Saves forever, cycling through three tags (so tags get replaced too),
-// after marking that the first save is complete. The parent kills it.
-ZT_WORKER(ckpt_save_forever) {
-  const std::string dir = env("CKPT_DIR");
-  auto model = std::make_shared<Wide>();
-  InitOptions io;
-  io.communicator = one_rank_communicator();
-  Engine e = initialize(model, test_config(1, "bf16", 4, 1, 0.0), io);
-  const Data data = make_data(*model, 1, 4);
-  for (int k = 0;; ++k) {
-    engine_step(e, *model, data, 0, 4);
-    e.save_checkpoint(dir, "t" + std::to_string(k % 3));
-    if (k == 0) ckpt::write_file_atomically(ckpt::join_path(dir, "ready"), "1");
-  }
-}
-
-TEST(Checkpoint, SavesKilledAtRandomMomentsLeaveTheLastCompleteOneLoadable) {
-  std::mt19937 rng(20261123);
-  int landed_mid_save = 0;
-  constexpr int kTrials = 8;
-  for (int trial = 0; trial < kTrials; ++trial) {
-    TempDir dir;
-    std::vector<std::string> env_vars{"ZEROTRAIN_TEST_WORKER=ckpt_save_forever", "CKPT_DIR=" + dir.path()};
-    for (char** e = environ; *e; ++e)
-      if (std::strncmp(*e, "ZEROTRAIN_TEST_WORKER=", 22) != 0) env_vars.emplace_back(*e);
-    std::vector<char*> envp;
-    for (auto& s : env_vars) envp.push_back(s.data());
-    envp.push_back(nullptr);
-    std::string exe = self_executable();
-    char* argv[] = {exe.data(), nullptr};
-    pid_t pid = 0;
-    ASSERT_EQ(posix_spawn(&pid, exe.c_str(), nullptr, nullptr, argv, envp.data()), 0);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (!ckpt::path_exists(dir / "ready") && std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, 400000)(rng)));
-    ::kill(pid, SIGKILL);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    ASSERT_TRUE(ckpt::path_exists(dir / "ready")) << "trial " << trial << ": the child never saved";
-    for (const char* t : {".t0.partial", ".t1.partial", ".t2.partial"})
-      if (ckpt::path_exists(dir / t)) ++landed_mid_save;
-
-    const CheckpointInfo info = inspect_checkpoint(dir.path());
-    EXPECT_TRUE(info.all_ok()) << "trial " << trial << "\n" << info.to_string();
-    for (const std::string& tag : info.tags)
-      EXPECT_TRUE(inspect_checkpoint(dir.path(), tag).all_ok()) << "trial " << trial << " tag " << tag;
-    auto model = std::make_shared<Wide>();
-    InitOptions io;
-    io.communicator = one_rank_communicator();
-    Engine e = initialize(model, test_config(1, "bf16", 4, 1, 0.0), io);
-    const auto loaded = e.load_checkpoint(dir.path());
-    ASSERT_TRUE(loaded.has_value()) << "trial " << trial;
-    EXPECT_EQ(loaded->tag, info.latest);
-  }
-  std::printf("%d of %d kills landed while a save was being written\n", landed_mid_save, kTrials);
-  EXPECT_GE(landed_mid_save, 1) << "no kill landed inside a save: the test did not exercise it";
 }
 
 }  // namespace
