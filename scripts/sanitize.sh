@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The test suite and the main example under sanitizers (docs/reliability.md,
+# "Sanitizers"). Each mode has its own build directory, configured with
+# -DZEROTRAIN_SANITIZE (cmake/ZerotrainSanitizers.cmake), CUDA off; ccache
+# keeps rebuilds short.
+#
+#   scripts/sanitize.sh address [TARGET...]  # AddressSanitizer + UndefinedBehaviorSanitizer, with
+#                                            # LeakSanitizer at each process's exit: the GoogleTest
+#                                            # executables named (default: all of them), build-asan/
+#   scripts/sanitize.sh thread [TARGET...]   # ThreadSanitizer: default comm_test and engine_test, build-tsan/
+#   scripts/sanitize.sh leaks [STEPS]        # the main example (train_gpt, stage 2, 2 ranks, a save at
+#                                            # the end) under ASan with LeakSanitizer; default 600 steps
+#
+# ZEROTRAIN_SANITIZE_REGEX narrows the tests (ctest -R). Any report fails the
+# process that made it (halt_on_error), hence its test; ctest prints the
+# report. The suppressions in scripts/sanitizers/ name only LibTorch's and
+# Gloo's own internals, each with its reason.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+mode="${1:?usage: scripts/sanitize.sh address|thread|leaks [TARGET...|STEPS]}"
+shift
+eval "$("$root/scripts/bootstrap.sh")"
+export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=1
+supp="$root/scripts/sanitizers"
+
+all_tests=(config_test estimate_test cli_test optim_test precision_test zero_test
+           comm_test engine_test checkpoint_test monitor_test reliability_test)
+case "$mode" in
+  address|leaks) flags="address,undefined" build="${ZEROTRAIN_SANITIZE_BUILD_DIR:-$root/build-asan}" ;;
+  thread) flags="thread" build="${ZEROTRAIN_SANITIZE_BUILD_DIR:-$root/build-tsan}" ;;
+  *) echo "scripts/sanitize.sh: unknown mode '$mode' (address, thread or leaks)" >&2; exit 2 ;;
+esac
+
+# halt_on_error: the first report ends the process with a non-zero status.
+export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:check_initialization_order=1:strict_init_order=1"
+export LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$supp/tsan.supp"
+
+start=$SECONDS
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_PREFIX_PATH="$ZEROTRAIN_TORCH_PREFIX" \
+  -DZEROTRAIN_SANITIZE="$flags" -DZEROTRAIN_WITH_CUDA=OFF \
+  -DZEROTRAIN_BUILD_TESTS=ON -DZEROTRAIN_BUILD_BENCHMARKS=OFF -DZEROTRAIN_BUILD_PYTHON=OFF \
+  -DZEROTRAIN_WARNINGS_AS_ERRORS=ON > "$build.configure.log" 2>&1 \
+  || { cat "$build.configure.log"; exit 1; }
+
+if [[ "$mode" == leaks ]]; then
+  steps="${1:-600}"
+  cmake --build "$build" --target train_gpt
+  echo "[sanitize] configure + build: $((SECONDS - start)) s" >&2
+  out="$build/leaks-run"
+  rm -rf "$out"
+  mkdir -p "$out"
+  # One thread per rank, as the main job; the monitors write under $out/runs.
+  # A report on either rank fails that rank, hence torchrun.
+  cd "$out"
+  OMP_NUM_THREADS=1 "$ZEROTRAIN_VENV/bin/torchrun" --no-python --standalone --nproc-per-node=2 \
+    "$build/examples/train_gpt/train_gpt" --config "$root/configs/train_gpt_zero2.json" \
+    --steps "$steps" --save "$out/checkpoints"
+  echo "[sanitize] train_gpt under ASan+UBSan+LSan: $steps steps on 2 ranks, no report; $((SECONDS - start)) s" >&2
+  exit 0
+fi
+
+targets=("$@")
+if [[ ${#targets[@]} -eq 0 ]]; then
+  if [[ "$mode" == thread ]]; then targets=(comm_test engine_test); else targets=("${all_tests[@]}"); fi
+fi
+cmake --build "$build" --target "${targets[@]}"
+echo "[sanitize] configure + build: $((SECONDS - start)) s" >&2
+labels="^($(IFS='|'; echo "${targets[*]}"))\$"
+regex=()
+[[ -n "${ZEROTRAIN_SANITIZE_REGEX:-}" ]] && regex=(-R "$ZEROTRAIN_SANITIZE_REGEX")
+ctest --test-dir "$build" -j "$(nproc)" -L "$labels" "${regex[@]}" --output-on-failure
+echo "[sanitize] $mode: ${targets[*]} passed; $((SECONDS - start)) s" >&2
