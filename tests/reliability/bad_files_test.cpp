@@ -8,6 +8,7 @@
 
 #include "checkpoint/checkpoint_util.h"
 #include "engine/training.h"
+#include "reliability/sized_model.h"
 
 #include <gtest/gtest.h>
 
@@ -17,17 +18,6 @@ namespace zerotrain::testing {
 namespace {
 
 constexpr int64_t kMicro = 4;
-
-struct Sized : TestModel {
-  torch::nn::Linear l1{nullptr}, l2{nullptr};
-  explicit Sized(int64_t hidden) {
-    l1 = register_module("l1", torch::nn::Linear(6, hidden));
-    l2 = register_module("l2", torch::nn::Linear(hidden, 3));
-  }
-  at::Tensor forward(const at::Tensor& x) override { return l2->forward(torch::tanh(l1->forward(x))); }
-  std::vector<int64_t> input_shape(int64_t b) const override { return {b, 6}; }
-  std::vector<int64_t> output_shape(int64_t b) const override { return {b, 3}; }
-};
 
 Config bad_files_config() { return test_config(1, "bf16", kMicro, 1, 1.0); }
 

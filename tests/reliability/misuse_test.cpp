@@ -9,6 +9,7 @@
 #include "checkpoint/checkpoint_util.h"
 #include "comm/worker_util.h"
 #include "engine/training.h"
+#include "reliability/sized_model.h"
 #include "support/multiprocess.h"
 
 #include <gtest/gtest.h>
@@ -30,17 +31,6 @@ std::string what_of(const std::function<void()>& fn) {
 }
 
 // ---- Ranks that disagree --------------------------------------------------------
-
-struct Sized : TestModel {
-  torch::nn::Linear l1{nullptr}, l2{nullptr};
-  explicit Sized(int64_t hidden) {
-    l1 = register_module("l1", torch::nn::Linear(6, hidden));
-    l2 = register_module("l2", torch::nn::Linear(hidden, 3));
-  }
-  at::Tensor forward(const at::Tensor& x) override { return l2->forward(torch::tanh(l1->forward(x))); }
-  std::vector<int64_t> input_shape(int64_t b) const override { return {b, 6}; }
-  std::vector<int64_t> output_shape(int64_t b) const override { return {b, 3}; }
-};
 
 // Rank 1 runs another lr, then another model shape, then a world size that
 // does not divide train_batch_size: every rank raises the same error at
