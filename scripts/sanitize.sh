@@ -14,8 +14,9 @@
 # ZEROTRAIN_SANITIZE_REGEX narrows the tests (ctest -R); ZEROTRAIN_SANITIZE_JOBS
 # sets ctest's parallelism (default: the number of cores). Any report fails the
 # process that made it (halt_on_error), hence its test; ctest prints the
-# report. The suppressions in scripts/sanitizers/ name only LibTorch's and
-# Gloo's own internals, each with its reason.
+# report. LeakSanitizer runs without suppressions; the ThreadSanitizer ones
+# (scripts/sanitizers/tsan.supp) name only LibTorch's own reference-count
+# handoffs, each with its reason.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 mode="${1:?usage: scripts/sanitize.sh address|thread|leaks [TARGET...|STEPS]}"
@@ -34,7 +35,6 @@ esac
 
 # halt_on_error: the first report ends the process with a non-zero status.
 export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:check_initialization_order=1:strict_init_order=1"
-export LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$supp/tsan.supp"
 # libgomp is not instrumented: TSan would report every OpenMP region's

@@ -129,6 +129,7 @@ Diagnosis Health::diagnose(uint64_t sequence) {
     const auto wait = 3 * interval_;
     std::this_thread::sleep_for(wait);
     const auto second = read_all();
+    std::vector<int> behind;  // alive, listed after the ranks that are gone
     for (int r = 0; r < world_size_; ++r) {
       if (r == rank_) continue;
       const Record& a = first[r];
@@ -144,11 +145,12 @@ Diagnosis Health::diagnose(uint64_t sequence) {
              << " (the process exited, was killed or is stopped); its last heartbeat reported #"
              << b.issued << " issued";
       } else if (b.issued < sequence) {
-        d.missing.push_back(r);
+        behind.push_back(r);
         text << "\n  rank " << r << ": alive but has not issued collective #" << sequence
              << " (its last was #" << b.issued << ")";
       }
     }
+    d.missing.insert(d.missing.end(), behind.begin(), behind.end());
   } catch (const std::exception& e) {
     const std::string why = error_text(e);
     if (where_.host_rank >= 0 && where_.host_rank != rank_) {

@@ -12,7 +12,10 @@
 // publishes its own failure, then reads every record twice, a few intervals
 // apart. A rank is missing when its beat did not advance (the process died or
 // is stopped) or when it is alive but has not issued #S yet; a rank that failed
-// too is not missing, it is a fellow survivor. If the store itself does not
+// too is not missing, it is a fellow survivor. The ranks that are gone come
+// first in the list, the live ones that are behind after them: a survivor on
+// one channel may see a live peer that is still busy on the other channel,
+// and the dead rank is the cause to name first. If the store itself does not
 // answer, the rank hosting it (rank 0, unless torchrun's agent hosts it) is
 // reported as the missing one. The store host lingers briefly after its own
 // failure so that the other survivors can finish their diagnosis.
