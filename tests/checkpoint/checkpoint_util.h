@@ -17,6 +17,8 @@
 #include <map>
 #include <string>
 
+#include "support/paths.h"
+
 namespace zerotrain::testing {
 
 /// A fresh directory under $TMPDIR (or /tmp), removed with its content.
@@ -90,7 +92,7 @@ inline std::map<std::string, at::Tensor> read_safetensors(const std::string& pat
 
 /// A checkpoint saved by the engine before units were module subtrees
 /// (commit d273064): see data/v1_mlp_zero2_bf16_n2/README.md.
-inline std::string v1_checkpoint_dir() { return ZEROTRAIN_TESTS_DIR "/checkpoint/data/v1_mlp_zero2_bf16_n2"; }
+inline std::string v1_checkpoint_dir() { return testing::tests_dir() + "/checkpoint/data/v1_mlp_zero2_bf16_n2"; }
 
 /// The message of the c10::Error `fn` throws (without backtrace), or "" when it does not throw.
 inline std::string error_of(const std::function<void()>& fn) {

@@ -11,6 +11,8 @@
 
 #include <gtest/gtest.h>
 
+#include "support/paths.h"
+
 namespace zerotrain::testing {
 namespace {
 
@@ -253,13 +255,13 @@ TEST(Checkpoint, ExportsConsolidatedWeightsThatPythonReads) {
     EXPECT_TRUE(same_bits(back, t)) << name;
   }
   // The CLI does the same.
-  const std::string cmd = std::string(ZEROTRAIN_CLI_PATH) + " checkpoint export " + dir.path() + " --out " +
+  const std::string cmd = testing::cli_path() + " checkpoint export " + dir.path() + " --out " +
                           (dir / "cli.safetensors") + " > /dev/null";
   EXPECT_EQ(std::system(cmd.c_str()), 0);
   EXPECT_EQ(ckpt::read_small_file(dir / "cli.safetensors"), ckpt::read_small_file(dir / "model.safetensors"));
 
   // inspect: 0 when every checksum verifies, 1 naming the file when one does not.
-  const std::string inspect = std::string(ZEROTRAIN_CLI_PATH) + " checkpoint inspect " + dir.path();
+  const std::string inspect = testing::cli_path() + " checkpoint inspect " + dir.path();
   EXPECT_EQ(std::system((inspect + " > /dev/null").c_str()), 0);
   flip_byte(dir / "saved/rank_00002.safetensors", 100);
   const int status = std::system((inspect + " > " + (dir / "inspect.txt")).c_str());
@@ -268,9 +270,9 @@ TEST(Checkpoint, ExportsConsolidatedWeightsThatPythonReads) {
   EXPECT_NE(report.find("rank_00002.safetensors"), std::string::npos) << report;
   EXPECT_NE(report.find("VERIFICATION FAILED"), std::string::npos) << report;
 
-  const std::string py = std::string(ZEROTRAIN_PYTHON) + " " + ZEROTRAIN_TESTS_DIR + "/checkpoint/read_export.py " +
+  const std::string py = testing::python_path() + " " + testing::tests_dir() + "/checkpoint/read_export.py " +
                          dir.path();
-  ASSERT_FALSE(std::string(ZEROTRAIN_PYTHON).empty()) << "no Python with torch and safetensors was found";
+  ASSERT_FALSE(testing::python_path().empty()) << "no Python with torch and safetensors was found";
   EXPECT_EQ(std::system(py.c_str()), 0) << py;
 }
 

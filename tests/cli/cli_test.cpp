@@ -12,16 +12,19 @@
 
 #include "test_util.h"
 
+#include "support/paths.h"
+
 namespace zerotrain {
 namespace {
 
 using testing::run_command;
 using testing::TempFile;
 
-const std::string kCli = ZEROTRAIN_CLI_PATH;
+const std::string kCli = testing::cli_path();
+const std::string kConfigs = testing::configs_dir();
 
 TEST(CliConfigCheck, ValidFilePrintsResolvedJson) {
-  const auto r = run_command(kCli + " config check " ZEROTRAIN_CONFIGS_DIR "/zero2_bf16.json --world-size 2");
+  const auto r = run_command(kCli + " config check " + kConfigs + "/zero2_bf16.json --world-size 2");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["zero_optimization"]["stage"], 2);
@@ -35,7 +38,7 @@ TEST(CliConfigCheck, ValidFilePrintsResolvedJson) {
 // exactly as zerotrain::unsupported_settings() (and so initialize) does.
 TEST(CliConfigCheck, AgreesWithInitializeOnEveryExampleConfig) {
   int rejected = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(ZEROTRAIN_CONFIGS_DIR)) {
+  for (const auto& entry : std::filesystem::directory_iterator(kConfigs)) {
     const std::string file = entry.path().string();
     const auto r = run_command(kCli + " config check --quiet " + file + " --world-size 4");
     ResolveOptions o;
@@ -87,14 +90,14 @@ TEST(CliConfigCheck, PrintsOneLinePerProblem) {
 
 TEST(CliConfigCheck, SeveralFilesReportEachAndFailIfAnyFails) {
   TempFile bad(R"({"train_batch_size": "eight"})");
-  const auto r = run_command(kCli + " config check " ZEROTRAIN_CONFIGS_DIR "/zero1_fp16.json " + bad.path());
+  const auto r = run_command(kCli + " config check " + kConfigs + "/zero1_fp16.json " + bad.path());
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.out.find("zero1_fp16.json: ok"), std::string::npos) << r.out;
   EXPECT_NE(r.err.find(bad.path() + ": train_batch_size: expected an integer"), std::string::npos) << r.err;
 }
 
 TEST(CliConfigCheck, AutoValuesFromFlags) {
-  const auto r = run_command(kCli + " config check " ZEROTRAIN_CONFIGS_DIR "/hf_trainer_auto.json --world-size 2"
+  const auto r = run_command(kCli + " config check " + kConfigs + "/hf_trainer_auto.json --world-size 2"
                                     " --hidden-size 512 --micro-batch-size 4 --gradient-accumulation-steps 3");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);

@@ -14,12 +14,14 @@
 
 #include "zerotrain/config.h"
 
+#include "support/paths.h"
+
 namespace zerotrain {
 namespace {
 
 std::vector<std::string> config_files() {
   std::vector<std::string> files;
-  for (const auto& entry : std::filesystem::directory_iterator(ZEROTRAIN_CONFIGS_DIR)) {
+  for (const auto& entry : std::filesystem::directory_iterator(testing::configs_dir())) {
     if (entry.path().extension() == ".json") files.push_back(entry.path().filename().string());
   }
   std::sort(files.begin(), files.end());
@@ -28,7 +30,7 @@ std::vector<std::string> config_files() {
 
 class ConfigFile : public ::testing::TestWithParam<std::string> {
  protected:
-  std::string path() const { return std::string(ZEROTRAIN_CONFIGS_DIR) + "/" + GetParam(); }
+  std::string path() const { return testing::config_path(GetParam()); }
 };
 
 TEST_P(ConfigFile, LoadsAtWorldSizes1To4AndRoundTrips) {
@@ -63,7 +65,7 @@ TEST(ConfigFiles, CoverEveryStagePrecisionSchedulerAndOffload) {
   for (const std::string& f : config_files()) {
     ResolveOptions o;
     o.auto_values.hidden_size = 8;
-    const Config c = Config::from_file(std::string(ZEROTRAIN_CONFIGS_DIR) + "/" + f, o);
+    const Config c = Config::from_file(testing::config_path(f), o);
     stages.insert(c.zero().stage);
     dtypes.insert(c.model_dtype());
     if (c.scheduler()) schedulers.insert(scheduler_type_name(*c.scheduler()));

@@ -8,6 +8,8 @@
 
 #include "zerotrain/config.h"
 
+#include "support/paths.h"
+
 namespace zerotrain {
 namespace {
 
@@ -300,7 +302,7 @@ TEST(ConfigAuto, ResolvedFromTrainingArguments) {
   o.auto_values.total_steps = 1000;
   o.auto_values.bf16 = true;
   o.auto_values.hidden_size = 1024;
-  const Config c = Config::from_file(ZEROTRAIN_CONFIGS_DIR "/hf_trainer_auto.json", o);
+  const Config c = Config::from_file(testing::config_path("hf_trainer_auto.json"), o);
   EXPECT_TRUE(c.unresolved_auto().empty());
   EXPECT_NO_THROW(c.require_resolved());
   EXPECT_EQ(c.batch().train_batch_size, 4 * 8 * 2);
@@ -325,7 +327,7 @@ TEST(ConfigAuto, ResolvedFromTrainingArguments) {
 TEST(ConfigAuto, UnresolvedAutoLoadsButBlocksAnEngine) {
   ResolveOptions o;
   o.auto_values.hidden_size = 64;
-  const Config c = Config::from_file(ZEROTRAIN_CONFIGS_DIR "/hf_trainer_auto.json", o);
+  const Config c = Config::from_file(testing::config_path("hf_trainer_auto.json"), o);
   const auto& u = c.unresolved_auto();
   EXPECT_NE(std::find(u.begin(), u.end(), "optimizer.params.lr"), u.end());
   EXPECT_NE(std::find(u.begin(), u.end(), "train_micro_batch_size_per_gpu"), u.end());

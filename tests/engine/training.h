@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "support/paths.h"
+
 namespace zerotrain::testing {
 
 /// A model whose forward maps [batch, ...] inputs to outputs compared by MSE.
@@ -206,7 +208,7 @@ inline Data make_data(const TestModel& m, int steps, int64_t global_batch, uint6
 }
 
 inline nlohmann::json load_config_json(const std::string& name) {
-  std::ifstream in(std::string(ZEROTRAIN_CONFIGS_DIR) + "/" + name);
+  std::ifstream in(testing::config_path(name));
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   return nlohmann::json::parse(text, nullptr, true, /*ignore_comments=*/true);
 }

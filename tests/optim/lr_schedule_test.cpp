@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "support/paths.h"
+
 namespace zerotrain::optim {
 namespace {
 
@@ -133,7 +135,7 @@ TEST(LrScheduler, StartsAtTheConfiguredIterationAndSteps) {
 TEST(LrScheduler, FromEveryExampleSchedulerConfig) {
   for (const std::string name : {"sched_warmup_decay_lr", "sched_warmup_cosine_lr",
                                  "sched_one_cycle", "sched_lr_range_test"}) {
-    const Config c = Config::from_file(std::string(ZEROTRAIN_CONFIGS_DIR) + "/" + name + ".json");
+    const Config c = Config::from_file(testing::config_path(name + ".json"));
     ASSERT_TRUE(c.scheduler().has_value()) << name;
     const double lr = c.optimizer() ? c.optimizer()->lr : 1e-3;
     LrScheduler s(*c.scheduler(), lr);
