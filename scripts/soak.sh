@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Soak run (docs/reliability.md, "Soak"): the main job (scripts/main_job.sh:
 # train_gpt, ZeRO stage 2, 2 CPU ranks) for ZEROTRAIN_SOAK_STEPS steps
-# (default 8000: about 31 minutes of training on the 2-core machine; 6000
-# took 23), saving a checkpoint
+# (default 8000: 32 minutes of training on the 2-core machine), saving a checkpoint
 # every 1000 steps, while each rank's resident memory is sampled every 10 s
 # from /proc. Prints the memory after warm-up (first and last samples, the
 # drift per hour from a least-squares line) and the throughput of each
