@@ -7,7 +7,7 @@
 //   train_gpt [--config configs/train_gpt_zero2.json] [--steps N] [--save DIR] [--resume DIR]
 //             [--layers 4 --heads 4 --width 128 --context 128 | --model FILE.json]
 //             [--eval-every 100] [--save-every 0] [--sample-bytes 300] [--prompt TEXT]
-//             [--data /usr/share/games/fortunes] [--device cpu|cuda] [--bar auto|on|off]
+//             [--data /usr/share/games/fortunes] [--device cpu|cuda|cuda:N] [--bar auto|on|off]
 //             [--max-val-loss X] [--checkpoint-activations on|off]
 //   torchrun --no-python --standalone --nproc-per-node=2 build/examples/train_gpt/train_gpt ...
 //
@@ -130,7 +130,13 @@ std::string printable(const std::string& text) {
 
 int main(int argc, char** argv) try {
   const Args a = parse(argc, argv);
-  const torch::Device device(a.device);
+  torch::Device device(a.device);
+  if (device.is_cuda() && !device.has_index()) {
+    // One GPU per rank: LOCAL_RANK's, not cuda:0 on every rank.
+    const zerotrain::LaunchInfo launch = zerotrain::resolve_launch({}, zerotrain::process_environment());
+    device = torch::Device(torch::kCUDA, static_cast<torch::DeviceIndex>(zerotrain::rank_cuda_device(
+                                             launch, static_cast<int>(torch::cuda::device_count()))));
+  }
   const gpt::Corpus corpus = gpt::load_fortunes(a.data);
 
   torch::manual_seed(static_cast<int64_t>(a.seed));

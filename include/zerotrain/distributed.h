@@ -40,7 +40,10 @@ struct DistributedOptions {
   std::optional<std::string> master_addr;
   std::optional<int> master_port;
   /// "gloo", "nccl", or empty for the default: Gloo for CPU tensors, plus NCCL
-  /// for CUDA tensors when this build has CUDA and a GPU is visible.
+  /// for CUDA tensors when this build has CUDA and a GPU is visible (it creates
+  /// no CUDA context until a CUDA tensor is communicated). "nccl" makes NCCL
+  /// the default and selects LOCAL_RANK's GPU (rank_cuda_device). "gloo" makes
+  /// Gloo carry CUDA tensors as well, so several ranks may share one GPU.
   std::string backend;
   /// Timeout and debug mode; init_distributed applies the environment overrides.
   CommOptions comm;
@@ -59,6 +62,14 @@ EnvLookup process_environment();
 /// MASTER_ADDR/MASTER_PORT. With nothing set: one rank. Inconsistent or
 /// malformed values are errors naming the variable.
 LaunchInfo resolve_launch(const DistributedOptions& options, const EnvLookup& env);
+
+/// The CUDA device index this rank trains on: LOCAL_RANK modulo the visible
+/// devices, the convention of torchrun and DeepSpeed (one rank per GPU; ranks
+/// beyond the GPU count share them round-robin, which only Gloo can carry).
+/// The NCCL backend binds this device; a program moves its model to
+/// torch::Device(torch::kCUDA, rank_cuda_device(info, torch::cuda::device_count())),
+/// not to "cuda" (cuda:0 on every rank). `visible_devices` must be positive.
+int rank_cuda_device(const LaunchInfo& info, int visible_devices);
 
 /// Creates the store (rank 0 hosts it, or torchrun's agent does), waits for all
 /// ranks (naming the ones that never arrive), and builds the process group.

@@ -25,6 +25,9 @@ struct BackendSetup {
   int local_rank = 0;
   std::chrono::milliseconds timeout{600000};
   std::string master_addr;  // picks Gloo's network interface (loopback for a local job)
+  /// NCCL only: make LOCAL_RANK's GPU the current device (creates its CUDA
+  /// context). See Note [NCCL joins without a CUDA context] (nccl_backend.cpp).
+  bool select_device = false;
 };
 
 bool gloo_available();
@@ -37,6 +40,9 @@ c10::intrusive_ptr<c10d::Backend> make_nccl_backend(const BackendSetup& setup);
 /// Which backends a process group gets, and which one is its default.
 struct BackendChoice {
   bool gloo = true;          // CPU tensors
+  /// Gloo carries CUDA tensors too (backend "gloo" asked for explicitly): several
+  /// ranks may then share one GPU, which NCCL refuses.
+  bool gloo_cuda = false;
   bool nccl = false;         // CUDA tensors
   bool nccl_default = false; // barrier and untyped calls go to NCCL
 };

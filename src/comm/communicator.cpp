@@ -30,6 +30,21 @@
 // process is then torn down (c10d's NCCL watchdog aborts a process whose
 // collective timed out; its timeout is set a little later than ours).
 //
+// Note [Device work is watched until it finishes]
+// NCCL's Work::wait() returns as soon as the current stream waits on the
+// collective's end event; the GPU may still be inside the collective, waiting
+// for a peer that died. So complete_through() marks such an op done for the
+// host (its results are ordered for the stream, `finish` has been enqueued)
+// and, unless the backend is Gloo (whose wait() returns only when the work is
+// finished), moves it to State::on_device. The watchdog polls those ops'
+// isCompleted() (for NCCL: a query of the end event, never a host wait) before
+// the pending ones, and one that has not finished within the timeout becomes
+// the communicator's failure, diagnosed like any other: a CommError naming the
+// operation and the missing ranks, printed at once and thrown by the next
+// call. CommHandle::is_completed() stays false until the device has finished.
+// Finished ops leave the list from the front, on every complete_through() and
+// every watchdog tick, so it holds only what the device has not retired yet.
+//
 // Note [A failed communicator leaks its backend]
 // After a failure the backend's queue may hold collectives that can only end by
 // timing out one after another, and c10d's Gloo destructor waits for its queue
@@ -198,6 +213,8 @@ CommHandle issue(const std::shared_ptr<State>& s, OpInfo info, c10::DeviceType d
     }
   }
   op->issued_at = std::chrono::steady_clock::now();
+  // See Note [Device work is watched until it finishes].
+  op->finished_by_wait = kind == BackendKind::kGloo;
   try {
     op->work = launch(*backend, kind, op->finish);
   } catch (const std::exception& e) {
@@ -299,8 +316,37 @@ CommError State::make_failure(const PendingOp& op, const std::string& backend_me
   return *failure;
 }
 
+bool State::inspect(const PendingOp& op, std::chrono::milliseconds tick) {
+  std::string problem;
+  bool finished_ok = false;
+  try {
+    if (op.work->isCompleted()) {
+      if (auto e = op.work->exception()) std::rethrow_exception(e);
+      finished_ok = true;
+    } else if (std::chrono::steady_clock::now() - op.issued_at > options.timeout + tick) {
+      problem = op.done ? "waited for on the host but not finished on the device within the timeout (found by "
+                          "the watchdog)"
+                        : "not completed within the timeout (found by the watchdog)";
+    }
+  } catch (const std::exception& e) {
+    problem = error_text(e);
+  }
+  if (!problem.empty()) {
+    const CommError error = make_failure(op, problem);
+    std::fprintf(stderr, "%s\n", error.what());
+    std::fflush(stderr);
+  }
+  return finished_ok;
+}
+
+void State::retire_finished_on_device() {
+  while (!on_device.empty() && on_device.front()->work->isCompleted() && !on_device.front()->work->exception())
+    on_device.pop_front();
+}
+
 void State::watch() {
-  // See Note [The watchdog reports what nobody waits for].
+  // See Note [The watchdog reports what nobody waits for] and Note [Device
+  // work is watched until it finishes].
   const auto tick = health ? health->interval() : std::chrono::milliseconds(1000);
   std::unique_lock<std::mutex> lock(watchdog_mutex);
   while (!watchdog_cv.wait_for(lock, tick, [this] { return stopping; })) {
@@ -308,29 +354,16 @@ void State::watch() {
     std::vector<std::shared_ptr<PendingOp>> snapshot;
     {
       std::lock_guard<std::mutex> queue_lock(queue_mutex);
-      if (!failure) snapshot.assign(pending.begin(), pending.end());
+      if (!failure) {
+        retire_finished_on_device();
+        snapshot.assign(on_device.begin(), on_device.end());  // issued before every pending op
+        snapshot.insert(snapshot.end(), pending.begin(), pending.end());
+      }
     }
     // The first collective that is not finished successfully decides.
     for (const auto& op : snapshot) {
-      if (op->done) continue;
-      std::string problem;
-      bool finished_ok = false;
-      try {
-        if (op->work->isCompleted()) {
-          if (auto e = op->work->exception()) std::rethrow_exception(e);
-          finished_ok = true;
-        } else if (std::chrono::steady_clock::now() - op->issued_at > options.timeout + tick) {
-          problem = "not completed within the timeout (found by the watchdog)";
-        }
-      } catch (const std::exception& e) {
-        problem = error_text(e);
-      }
-      if (!problem.empty()) {
-        const CommError error = make_failure(*op, problem);
-        std::fprintf(stderr, "%s\n", error.what());
-        std::fflush(stderr);
-      }
-      if (!finished_ok) break;
+      if (op->done && op->finished_by_wait) continue;
+      if (!inspect(*op, tick)) break;
     }
     lock.lock();
   }
@@ -372,6 +405,10 @@ void State::complete_through(uint64_t sequence) {
     op->done = true;
     std::lock_guard<std::mutex> lock(queue_mutex);
     pending.pop_front();
+    if (!op->finished_by_wait) {
+      on_device.push_back(op);
+      retire_finished_on_device();
+    }
   }
 }
 
@@ -389,8 +426,8 @@ void CommHandle::wait() {
 }
 
 bool CommHandle::is_completed() const {
-  if (!op_ || op_->done) return true;
-  return op_->work->isCompleted();
+  if (!op_ || (op_->done && op_->finished_by_wait)) return true;
+  return op_->work->isCompleted();  // Note [Device work is watched until it finishes]
 }
 
 uint64_t CommHandle::sequence() const noexcept { return op_ ? op_->sequence : 0; }

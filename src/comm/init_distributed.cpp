@@ -104,6 +104,8 @@ std::shared_ptr<Communicator> init_distributed(const DistributedOptions& options
   comm_detail::BackendChoice choice;
   choice.nccl = options.backend == "nccl" || (options.backend.empty() && comm_detail::nccl_available());
   choice.nccl_default = options.backend == "nccl";
+  choice.gloo_cuda = options.backend == "gloo";
+  setup.select_device = choice.nccl_default;
   auto group = comm_detail::make_process_group(setup, choice);
   // Channels (Communicator::open_channel) get groups built the same way.
   comm_detail::GroupFactory factory = [setup, choice](const c10::intrusive_ptr<c10d::Store>& s) {

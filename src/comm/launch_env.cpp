@@ -143,4 +143,10 @@ LaunchInfo resolve_launch(const DistributedOptions& options, const EnvLookup& en
   return info;
 }
 
+int rank_cuda_device(const LaunchInfo& info, int visible_devices) {
+  TORCH_CHECK(visible_devices > 0, "zerotrain: rank ", info.rank, " (LOCAL_RANK ", info.local_rank,
+              ") wants a CUDA device but none is visible; check CUDA_VISIBLE_DEVICES, or train on the CPU");
+  return info.local_rank % visible_devices;
+}
+
 }  // namespace zerotrain

@@ -15,7 +15,9 @@ c10::intrusive_ptr<c10d::ProcessGroup> make_process_group(const BackendSetup& se
   BackendSetup each = setup;
   if (choice.gloo) {
     each.store = c10::make_intrusive<c10d::PrefixStore>("gloo", setup.store);
-    group->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::GLOO, make_gloo_backend(each));
+    auto gloo = make_gloo_backend(each);
+    group->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::GLOO, gloo);
+    if (choice.gloo_cuda) group->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::GLOO, gloo);
     group->setDefaultBackend(c10d::ProcessGroup::GLOO);
   }
   if (choice.nccl) {

@@ -40,7 +40,12 @@ struct PendingOp {
   /// for kAvg when the backend cannot. On CUDA it only enqueues work.
   std::function<void()> finish;
   std::chrono::steady_clock::time_point issued_at;
+  /// The host has waited for it (complete_through): results visible, `finish` run.
   std::atomic<bool> done{false};
+  /// Whether `work` has finished once its wait() returns: true for Gloo, false
+  /// for NCCL and any other backend, whose wait() may only make the current
+  /// stream wait. See Note [Device work is watched until it finishes].
+  bool finished_by_wait = true;
 };
 
 struct State {
@@ -62,8 +67,10 @@ struct State {
   std::mutex issue_mutex;     // sequence numbers and backend calls, in one order
   uint64_t next_sequence = 1;
 
-  std::mutex queue_mutex;     // guards `pending` and `stats`
+  std::mutex queue_mutex;     // guards `pending`, `on_device` and `stats`
   std::deque<std::shared_ptr<PendingOp>> pending;
+  /// Done on the host but maybe still running on the device, oldest first.
+  std::deque<std::shared_ptr<PendingOp>> on_device;
   CommStats stats;
 
   std::mutex complete_mutex;  // completion runs in issue order, one thread at a time
@@ -86,6 +93,11 @@ struct State {
   [[noreturn]] void fail(const PendingOp& op, const std::string& backend_message);
   void throw_if_failed();
   void watch();
+  /// The watchdog's look at one op: records a failure when its work failed or
+  /// outlived the timeout; whether it finished successfully.
+  bool inspect(const PendingOp& op, std::chrono::milliseconds tick);
+  /// Drops the finished ops at the front of `on_device` (queue_mutex held).
+  void retire_finished_on_device();
 };
 
 /// A communicator over `group`, whose backends were built on `group_store`

@@ -9,6 +9,7 @@
 #include "engine/engine_impl.h"
 #include "engine/module_units.h"
 #include "engine/rank_agreement.h"
+#include "engine/rank_devices.h"
 #include "engine/sharded_params.h"
 #include "precision/scalar_type.h"
 
@@ -167,6 +168,7 @@ Engine build(Prepared p, zero::ModelSpec spec, std::unique_ptr<detail::ModelAcce
     const c10::Device device = spec.params.empty() ? c10::Device(c10::kCPU)
                                : sharded          ? spec.params.front().piece.device()
                                                   : spec.params.front().tensor.device();
+    detail::check_one_gpu_per_rank(*comm, device);  // Note [One GPU per rank under NCCL] (rank_devices.h)
     const std::string warning = detail::check_ranks_agree(*comm, device, config, spec, sharded);
     if (!warning.empty() && comm->rank() == 0) warn(options, warning);
   }

@@ -3,6 +3,7 @@
 
 #include "zero/shard_optimizer.h"
 
+#include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <ATen/ops/tensor.h>
 #include <ATen/ops/zeros.h>
@@ -26,6 +27,16 @@ double global_grad_norm_sq(const OwnedState& owned, const ModelLayout& layout, C
 }
 
 namespace {
+
+// `values` on `device` without a host wait: on a GPU through pinned memory
+// and a non-blocking copy (a copy from pageable memory blocks the host).
+at::Tensor long_tensor_on(const std::vector<int64_t>& values, c10::Device device) {
+  if (device.is_cpu()) return at::tensor(values, at::kLong);
+  at::Tensor pinned = at::empty({static_cast<int64_t>(values.size())},
+                                at::TensorOptions().dtype(at::kLong).pinned_memory(true));
+  std::copy(values.begin(), values.end(), pinned.data_ptr<int64_t>());
+  return pinned.to(device, /*non_blocking=*/true);
+}
 
 // Note [Copy each tile back while the next computes]
 // With optimizer offload the update writes rounded parameters into the host
@@ -113,7 +124,7 @@ void lamb_update(OwnedState& owned, const ModelLayout& layout, const std::vector
   std::vector<at::Tensor> index(groups.size());
   for (size_t g = 0; g < groups.size(); ++g) {
     if (tensors[g].params.empty()) continue;
-    index[g] = at::tensor(segment_param[g], at::kLong).to(device);
+    index[g] = long_tensor_on(segment_param[g], device);
     per_param.index_add_(0, index[g], optim::fused_lamb_prepare(tensors[g], hyper(static_cast<int>(g)), control));
   }
   if (layout.sharded()) {

@@ -12,6 +12,8 @@
 
 #include <map>
 
+#include "support/paths.h"
+
 namespace zerotrain::testing {
 namespace {
 
@@ -145,6 +147,30 @@ TEST(ResolveLaunch, BadValuesNameTheVariable) {
   EXPECT_NE(error_of(half, {}).find("give both rank and world_size"), std::string::npos);
 }
 
+// Catches: every rank on cuda:0 (what train_gpt --device cuda did), the
+// global rank used instead of LOCAL_RANK, and no wrap-around past the GPU count.
+TEST(RankCudaDevice, IsLocalRankModuloTheVisibleDevices) {
+  const LaunchInfo node1 = resolve_launch(
+      {}, env_of({{"RANK", "5"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"}, {"LOCAL_WORLD_SIZE", "4"},
+                  {"MASTER_ADDR", "node0"}}));
+  EXPECT_EQ(rank_cuda_device(node1, 4), 1);
+  EXPECT_EQ(rank_cuda_device(node1, 8), 1);
+  EXPECT_EQ(rank_cuda_device(node1, 1), 0);
+  LaunchInfo local3;
+  local3.local_rank = 3;
+  EXPECT_EQ(rank_cuda_device(local3, 2), 1);
+  local3.rank = 7;
+  try {
+    rank_cuda_device(local3, 0);
+    ADD_FAILURE() << "no error without a visible device";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what_without_backtrace()).find("rank 7 (LOCAL_RANK 3) wants a CUDA device but none "
+                                                          "is visible"),
+              std::string::npos)
+        << e.what_without_backtrace();
+  }
+}
+
 /// One all-reduce, and the launcher seen from inside the rank.
 ZT_WORKER(smoke) {
   const LaunchInfo info = resolve_launch({}, process_environment());
@@ -183,7 +209,7 @@ TEST(Launch, SlurmStyleVariables) {
 }
 
 TEST(Launch, TorchrunNoPythonRunsThisBinary) {
-  const std::string torchrun = ZEROTRAIN_TORCHRUN;
+  const std::string torchrun = testing::torchrun_path();
   if (torchrun.empty()) GTEST_SKIP() << "torchrun was not found at configure time";
   const auto r = run_command("ZEROTRAIN_TEST_WORKER=smoke ZT_EXPECT_LAUNCHER=torchrun timeout 120 " +
                              torchrun + " --no-python --standalone --nproc-per-node=2 " +
@@ -193,7 +219,7 @@ TEST(Launch, TorchrunNoPythonRunsThisBinary) {
 }
 
 TEST(Launch, MpirunRunsThisBinary) {
-  const std::string mpirun = ZEROTRAIN_MPIRUN;
+  const std::string mpirun = testing::mpirun_path();
   if (mpirun.empty()) GTEST_SKIP() << "mpirun was not found at configure time";
   // A free port keeps concurrent test binaries apart; mpirun needs no other setup.
   const auto r = run_command("timeout 120 " + mpirun +
