@@ -65,6 +65,14 @@ gpt2=(--layers 12 --width 768 --heads 12 --context 1024)
 step "kernels (optim_cuda_test)" 180 "$build/tests/optim_cuda_test"
 step "nccl collectives (nccl_test)" 90 "$build/tests/nccl_test"
 step "engine on CUDA (EngineCuda.*)" 180 "$build/tests/engine_test" --gtest_filter='EngineCuda.*'
+# Two ranks on the one GPU under NCCL: initialize names them before any
+# collective on the model (Note [One GPU per rank under NCCL]).
+if [[ "$(nvidia-smi -L 2>/dev/null | wc -l)" == 1 ]]; then
+  step "shared GPU named under NCCL" 120 bash -c '"$1" -m torch.distributed.run --no-python --standalone \
+    --nproc-per-node=2 "$2" --config "$4" --device cuda --bar off --steps 2 --data "$3" 2>&1 | tee /dev/stderr |
+    grep -q "NCCL needs one GPU per rank, but ranks 0 and 1 both use cuda:0"' _ "$python" \
+    "$build/examples/train_gpt/train_gpt" "$data" "$root/configs/train_gpt_zero2.json"
+fi
 # Figures.
 step "fused optimizers (optim_bench)" 150 "$build/benchmarks/optim_bench" --device cuda --params 1000000000 --tensors 200 --steps 10
 step "GPT-2 124M bf16 (e2e overhead)" 150 "$build/benchmarks/e2e_bench" overhead --device cuda --dtype bf16 "${gpt2[@]}" --batch 8 --steps 10 --rounds 3 --data "$data"
