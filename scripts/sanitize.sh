@@ -10,6 +10,9 @@
 #   scripts/sanitize.sh thread [TARGET...]   # ThreadSanitizer: default comm_test and engine_test, build-tsan/
 #   scripts/sanitize.sh leaks [STEPS]        # the main example (train_gpt, stage 2, 2 ranks, a save at
 #                                            # the end) under ASan with LeakSanitizer; default 600 steps
+#   scripts/sanitize.sh python               # the Python package's pytest suite with the extension and
+#                                            # libzerotrain under ASan + UBSan (the runtimes preloaded into
+#                                            # an uninstrumented CPython; no leak check: CPython's own)
 #
 # ZEROTRAIN_SANITIZE_REGEX narrows the tests (ctest -R); ZEROTRAIN_SANITIZE_JOBS
 # sets ctest's parallelism (default: the number of cores). Any report fails the
@@ -19,7 +22,7 @@
 # handoffs, each with its reason.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-mode="${1:?usage: scripts/sanitize.sh address|thread|leaks [TARGET...|STEPS]}"
+mode="${1:?usage: scripts/sanitize.sh address|thread|leaks|python [TARGET...|STEPS]}"
 shift
 eval "$("$root/scripts/bootstrap.sh")"
 export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=1
@@ -28,9 +31,9 @@ supp="$root/scripts/sanitizers"
 all_tests=(config_test estimate_test cli_test optim_test precision_test zero_test
            comm_test engine_test checkpoint_test monitor_test reliability_test)
 case "$mode" in
-  address|leaks) flags="address,undefined" build="${ZEROTRAIN_SANITIZE_BUILD_DIR:-$root/build-asan}" ;;
+  address|leaks|python) flags="address,undefined" build="${ZEROTRAIN_SANITIZE_BUILD_DIR:-$root/build-asan}" ;;
   thread) flags="thread" build="${ZEROTRAIN_SANITIZE_BUILD_DIR:-$root/build-tsan}" ;;
-  *) echo "scripts/sanitize.sh: unknown mode '$mode' (address, thread or leaks)" >&2; exit 2 ;;
+  *) echo "scripts/sanitize.sh: unknown mode '$mode' (address, thread, leaks or python)" >&2; exit 2 ;;
 esac
 
 # halt_on_error: the first report ends the process with a non-zero status.
@@ -63,6 +66,31 @@ if [[ "$mode" == leaks ]]; then
     "$build/examples/train_gpt/train_gpt" --config "$root/configs/train_gpt_zero2.json" \
     --steps "$steps" --save "$out/checkpoints"
   echo "[sanitize] train_gpt under ASan+UBSan+LSan: $steps steps on 2 ranks, no report; $((SECONDS - start)) s" >&2
+  exit 0
+fi
+
+if [[ "$mode" == python ]]; then
+  # The instrumented library, installed (the examples are part of the install),
+  # and the extension built against it with the same flags, into a directory
+  # of its own that PYTHONPATH puts before the venv's zerotrain.
+  cmake --build "$build" --target zerotrain zerotrain_cli train_gpt train_mnist
+  prefix="$build/python-prefix" package="$build/python-package"
+  rm -rf "$prefix" "$package"
+  cmake --install "$build" --prefix "$prefix" > /dev/null
+  "$ZEROTRAIN_PYTHON" -m pip install -q --no-build-isolation --no-deps --target "$package" "$root/python" \
+    -Ccmake.define.CMAKE_PREFIX_PATH="$prefix" -Cbuild-dir="$build/python-build" \
+    -Ccmake.define.CMAKE_CXX_COMPILER_LAUNCHER=ccache \
+    "-Ccmake.define.CMAKE_CXX_FLAGS=-fsanitize=address,undefined -fno-omit-frame-pointer" \
+    "-Ccmake.define.CMAKE_SHARED_LINKER_FLAGS=-fsanitize=address,undefined"
+  echo "[sanitize] configure + build: $((SECONDS - start)) s" >&2
+  # CPython and LibTorch are not instrumented, so the runtimes must be loaded
+  # first; CPython keeps its objects to the end, so leaks are not checked.
+  # The ranks torchrun starts inherit all of it.
+  cd "$build"
+  LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)" \
+    ASAN_OPTIONS="detect_leaks=0:halt_on_error=1" PYTHONPATH="$package" ZEROTRAIN_CLI="$build/zerotrain" \
+    "$ZEROTRAIN_PYTHON" -m pytest -q -p no:cacheprovider "$root/python/tests"
+  echo "[sanitize] python: pytest passed with the extension and libzerotrain under ASan+UBSan; $((SECONDS - start)) s" >&2
   exit 0
 fi
 
