@@ -4,6 +4,7 @@
 // should see; a build without them compiles the *_unavailable.cpp variant,
 // whose factory raises a clear error instead.
 
+#include <c10/core/DeviceType.h>
 #include <c10/util/intrusive_ptr.h>
 
 #include <chrono>
@@ -51,6 +52,11 @@ struct BackendChoice {
 /// it) with the chosen backends. Collective: every rank calls it.
 c10::intrusive_ptr<c10d::ProcessGroup> make_process_group(const BackendSetup& setup,
                                                           const BackendChoice& choice);
+
+/// The name of the backend that serves `device` tensors in `group` ("gloo",
+/// "nccl", ...), or "" when none does. A Gloo group may serve CUDA tensors
+/// too, so "has a CUDA backend" does not mean NCCL.
+std::string backend_name(c10d::ProcessGroup& group, c10::DeviceType device);
 
 /// Builds another process group like a communicator's own on a fresh store
 /// prefix: what Communicator::open_channel calls.

@@ -498,18 +498,10 @@ namespace {
 comm_detail::GroupFactory adopted_group_factory(c10d::ProcessGroup& group,
                                                 std::chrono::milliseconds timeout) {
   comm_detail::BackendChoice choice;
-  // The backend serving a device type, by name: a Gloo group registers Gloo
-  // for CUDA tensors too, so "has a CUDA backend" does not mean NCCL.
-  const auto backend_for = [&group](c10::DeviceType d) -> std::string {
-    try {
-      auto b = group.getBackend(d);
-      return b ? b->getBackendName() : "";
-    } catch (const std::exception&) {
-      return "";
-    }
-  };
-  choice.gloo = backend_for(c10::DeviceType::CPU) == "gloo" || backend_for(c10::DeviceType::CUDA) == "gloo";
-  choice.nccl = backend_for(c10::DeviceType::CUDA) == "nccl";
+  const std::string cpu = comm_detail::backend_name(group, c10::DeviceType::CPU);
+  const std::string cuda = comm_detail::backend_name(group, c10::DeviceType::CUDA);
+  choice.gloo = cpu == "gloo" || cuda == "gloo";
+  choice.nccl = cuda == "nccl";
   choice.nccl_default = !choice.gloo;
   comm_detail::BackendSetup setup;
   setup.rank = group.getRank();

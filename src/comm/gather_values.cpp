@@ -5,6 +5,9 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/tensor.h>
 
+#include <algorithm>
+#include <cstring>
+
 namespace zerotrain::comm_detail {
 namespace {
 
@@ -30,6 +33,22 @@ std::vector<int64_t> all_gather_values(Communicator& comm, c10::Device device,
 std::vector<double> all_gather_values(Communicator& comm, c10::Device device,
                                       const std::vector<double>& values) {
   return gather(comm, device, values);
+}
+
+// Two all-gathers: the lengths, then the bytes padded to the longest, eight to an int64.
+std::vector<std::string> all_gather_text(Communicator& comm, c10::Device device, const std::string& mine) {
+  const std::vector<int64_t> lengths =
+      all_gather_values(comm, device, std::vector<int64_t>{static_cast<int64_t>(mine.size())});
+  int64_t longest = 0;
+  for (int64_t l : lengths) longest = std::max(longest, l);
+  const size_t words = static_cast<size_t>((longest + 7) / 8);
+  std::vector<int64_t> packed(words, 0);
+  std::memcpy(packed.data(), mine.data(), mine.size());
+  const std::vector<int64_t> all = all_gather_values(comm, device, packed);
+  std::vector<std::string> out;
+  for (size_t r = 0; r < lengths.size(); ++r)
+    out.emplace_back(reinterpret_cast<const char*>(all.data() + r * words), static_cast<size_t>(lengths[r]));
+  return out;
 }
 
 }  // namespace zerotrain::comm_detail

@@ -7,6 +7,7 @@
 #include <c10/core/Device.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace zerotrain::comm_detail {
@@ -16,5 +17,7 @@ std::vector<int64_t> all_gather_values(Communicator& comm, c10::Device device,
                                        const std::vector<int64_t>& values);
 std::vector<double> all_gather_values(Communicator& comm, c10::Device device,
                                       const std::vector<double>& values);
+/// Every rank's `mine` (any length), in rank order.
+std::vector<std::string> all_gather_text(Communicator& comm, c10::Device device, const std::string& mine);
 
 }  // namespace zerotrain::comm_detail

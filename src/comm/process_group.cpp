@@ -28,4 +28,17 @@ c10::intrusive_ptr<c10d::ProcessGroup> make_process_group(const BackendSetup& se
   return group;
 }
 
+std::string backend_name(c10d::ProcessGroup& group, c10::DeviceType device) {
+  for (const c10::Device& d : group.getDeviceTypes()) {
+    if (d.type() != device) continue;
+    try {
+      auto backend = group.getBackend(device);
+      return backend ? backend->getBackendName() : "";
+    } catch (const std::exception&) {
+      return "";  // registered but not built
+    }
+  }
+  return "";
+}
+
 }  // namespace zerotrain::comm_detail

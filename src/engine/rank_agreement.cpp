@@ -18,6 +18,7 @@ namespace zerotrain::detail {
 
 namespace {
 
+using comm_detail::all_gather_text;
 using comm_detail::all_gather_values;
 
 int64_t digest_of(const void* data, size_t bytes) {
@@ -92,22 +93,6 @@ std::pair<size_t, int> first_differing(Communicator& comm, c10::Device device, c
 }
 
 }  // namespace
-
-// Lengths, then the bytes padded to the longest, eight to an int64.
-std::vector<std::string> all_gather_text(Communicator& comm, c10::Device device, const std::string& mine) {
-  const std::vector<int64_t> lengths =
-      all_gather_values(comm, device, std::vector<int64_t>{static_cast<int64_t>(mine.size())});
-  int64_t longest = 0;
-  for (int64_t l : lengths) longest = std::max(longest, l);
-  const size_t words = static_cast<size_t>((longest + 7) / 8);
-  std::vector<int64_t> packed(words, 0);
-  std::memcpy(packed.data(), mine.data(), mine.size());
-  const std::vector<int64_t> all = all_gather_values(comm, device, packed);
-  std::vector<std::string> out;
-  for (size_t r = 0; r < lengths.size(); ++r)
-    out.emplace_back(reinterpret_cast<const char*>(all.data() + r * words), static_cast<size_t>(lengths[r]));
-  return out;
-}
 
 std::string check_ranks_agree(Communicator& comm, c10::Device device, const Config& config,
                               const zero::ModelSpec& spec, bool values_sharded) {

@@ -21,12 +21,8 @@
 #include <c10/core/Device.h>
 
 #include <string>
-#include <vector>
 
 namespace zerotrain::detail {
-
-/// Collective: every rank's `mine`, in rank order (through the int64 all-gather on `device`).
-std::vector<std::string> all_gather_text(Communicator& comm, c10::Device device, const std::string& mine);
 
 /// Collective. Throws on every rank when the effective configs or the
 /// parameters' names, shapes and dtypes differ between ranks: a ConfigError

@@ -2,7 +2,8 @@
 
 #include "engine/rank_devices.h"
 
-#include "engine/rank_agreement.h"
+#include "comm/backends.h"
+#include "comm/gather_values.h"
 
 #include <c10/util/Exception.h>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
@@ -29,30 +30,19 @@ std::string shared_devices(const std::vector<std::string>& placements) {
   return out.str();
 }
 
-namespace {
-
-bool carries(const c10d::ProcessGroup& group, c10::DeviceType type) {
-  for (const c10::Device& d : group.getDeviceTypes())
-    if (d.type() == type) return true;
-  return false;
-}
-
-}  // namespace
-
 bool nccl_carries_cuda(const Communicator& comm) {
-  const c10::intrusive_ptr<c10d::ProcessGroup> group = comm.process_group();
-  return carries(*group, c10::kCUDA) && group->getBackend(c10::kCUDA)->getBackendName() == "nccl";
+  return comm_detail::backend_name(*comm.process_group(), c10::kCUDA) == "nccl";
 }
 
 void check_one_gpu_per_rank(Communicator& comm, c10::Device device) {
   if (device.type() != c10::kCUDA || comm.world_size() == 1 || !nccl_carries_cuda(comm)) return;
   // The placements travel through Gloo: a collective on a shared GPU is what
   // fails. A group without a CPU backend leaves the diagnosis to NCCL.
-  if (!carries(*comm.process_group(), c10::kCPU)) return;
+  if (comm_detail::backend_name(*comm.process_group(), c10::kCPU).empty()) return;
   std::array<char, 256> host{};
   TORCH_CHECK(gethostname(host.data(), host.size() - 1) == 0, "zerotrain::initialize: gethostname failed");
   const std::vector<std::string> placements =
-      all_gather_text(comm, c10::Device(c10::kCPU), std::string(host.data()) + " " + device.str());
+      comm_detail::all_gather_text(comm, c10::Device(c10::kCPU), std::string(host.data()) + " " + device.str());
   const std::string shared = shared_devices(placements);
   TORCH_CHECK(shared.empty(), "zerotrain::initialize: NCCL needs one GPU per rank, but ", shared,
               ". Move each rank's model to cuda:LOCAL_RANK (zerotrain::rank_cuda_device), not to \"cuda\"; "
