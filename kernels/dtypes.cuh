@@ -12,24 +12,31 @@ namespace zerotrain::kernels {
 struct F32 {
   static constexpr bool kEnabled = true;
   using T = float;
+  static __device__ __forceinline__ float to_float(T x) { return x; }
+  static __device__ __forceinline__ T from_float(float f) { return f; }
   static __device__ __forceinline__ float load(const T* x, int64_t i) { return x[i]; }
   static __device__ __forceinline__ void store(T* x, int64_t i, float f) { x[i] = f; }
 };
 struct BF16 {
   static constexpr bool kEnabled = true;
   using T = __nv_bfloat16;
-  static __device__ __forceinline__ float load(const T* x, int64_t i) { return __bfloat162float(x[i]); }
-  static __device__ __forceinline__ void store(T* x, int64_t i, float f) { x[i] = __float2bfloat16_rn(f); }
+  static __device__ __forceinline__ float to_float(T x) { return __bfloat162float(x); }
+  static __device__ __forceinline__ T from_float(float f) { return __float2bfloat16_rn(f); }
+  static __device__ __forceinline__ float load(const T* x, int64_t i) { return to_float(x[i]); }
+  static __device__ __forceinline__ void store(T* x, int64_t i, float f) { x[i] = from_float(f); }
 };
 struct F16 {
   static constexpr bool kEnabled = true;
   using T = __half;
-  static __device__ __forceinline__ float load(const T* x, int64_t i) { return __half2float(x[i]); }
-  static __device__ __forceinline__ void store(T* x, int64_t i, float f) { x[i] = __float2half_rn(f); }
+  static __device__ __forceinline__ float to_float(T x) { return __half2float(x); }
+  static __device__ __forceinline__ T from_float(float f) { return __float2half_rn(f); }
+  static __device__ __forceinline__ float load(const T* x, int64_t i) { return to_float(x[i]); }
+  static __device__ __forceinline__ void store(T* x, int64_t i, float f) { x[i] = from_float(f); }
 };
 struct NoCopy {
   static constexpr bool kEnabled = false;
   using T = float;
+  static __device__ __forceinline__ T from_float(float f) { return f; }
   static __device__ __forceinline__ void store(T*, int64_t, float) {}
 };
 

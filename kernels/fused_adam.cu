@@ -2,6 +2,7 @@
 
 #include "kernels/dtypes.cuh"
 #include "kernels/multi_tensor_apply.cuh"
+#include "kernels/vector_access.cuh"
 
 #include <cmath>
 
@@ -27,7 +28,26 @@ struct AdamFunctor {
     typename C::T* out = nullptr;
     if constexpr (C::kEnabled) out = static_cast<typename C::T*>(meta.addresses[Depth - 1][c.slot]);
     const Index stride = static_cast<Index>(blockDim.x);
-    for (Index base = c.begin + static_cast<Index>(threadIdx.x); base < c.end; base += kIlp * stride) {
+    // Note [Vector loads where alignment allows] (vector_access.cuh).
+    Index scalar_begin = c.begin;
+    if (pack_aligned(p + c.begin) && pack_aligned(m + c.begin) && pack_aligned(v + c.begin) &&
+        pack_aligned(g + c.begin) && (!C::kEnabled || pack_aligned(out + c.begin))) {
+      scalar_begin = packs_end(c);
+      for (Index i = c.begin + static_cast<Index>(threadIdx.x) * kIlp; i < scalar_begin; i += kIlp * stride) {
+        float rp[kIlp], rm[kIlp], rv[kIlp], rg[kIlp];
+        load_pack<F32>(p, i, rp);
+        load_pack<F32>(m, i, rm);
+        load_pack<F32>(v, i, rv);
+        load_pack<G>(g, i, rg);
+#pragma unroll
+        for (int k = 0; k < kIlp; ++k) adam_update(rp[k], rm[k], rv[k], rg[k] * inv, s);
+        store_pack<F32>(p, i, rp);
+        store_pack<F32>(m, i, rm);
+        store_pack<F32>(v, i, rv);
+        store_pack<C>(out, i, rp);
+      }
+    }
+    for (Index base = scalar_begin + static_cast<Index>(threadIdx.x); base < c.end; base += kIlp * stride) {
       float rp[kIlp], rm[kIlp], rv[kIlp], rg[kIlp];
 #pragma unroll
       for (int k = 0; k < kIlp; ++k) {

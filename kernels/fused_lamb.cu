@@ -4,6 +4,7 @@
 #include "kernels/chunk_reduce.cuh"
 #include "kernels/dtypes.cuh"
 #include "kernels/multi_tensor_apply.cuh"
+#include "kernels/vector_access.cuh"
 
 namespace zerotrain::kernels {
 namespace {
@@ -86,7 +87,22 @@ struct LambApplyFunctor {
     const float* u = static_cast<const float*>(meta.addresses[1][c.slot]);
     typename C::T* out = nullptr;
     if constexpr (C::kEnabled) out = static_cast<typename C::T*>(meta.addresses[Depth - 1][c.slot]);
-    for (Index i = c.begin + static_cast<Index>(threadIdx.x); i < c.end; i += static_cast<Index>(blockDim.x)) {
+    // Note [Vector loads where alignment allows] (vector_access.cuh).
+    Index scalar_begin = c.begin;
+    if (pack_aligned(p + c.begin) && pack_aligned(u + c.begin) && (!C::kEnabled || pack_aligned(out + c.begin))) {
+      scalar_begin = packs_end(c);
+      for (Index i = c.begin + static_cast<Index>(threadIdx.x) * kIlp; i < scalar_begin;
+           i += kIlp * static_cast<Index>(blockDim.x)) {
+        float rp[kIlp], ru[kIlp];
+        load_pack<F32>(p, i, rp);
+        load_pack<F32>(u, i, ru);
+#pragma unroll
+        for (int k = 0; k < kIlp; ++k) lamb_apply_element(rp[k], ru[k], scaled);
+        store_pack<F32>(p, i, rp);
+        store_pack<C>(out, i, rp);
+      }
+    }
+    for (Index i = scalar_begin + static_cast<Index>(threadIdx.x); i < c.end; i += static_cast<Index>(blockDim.x)) {
       float pi = p[i];
       lamb_apply_element(pi, u[i], scaled);
       p[i] = pi;

@@ -2,6 +2,7 @@
 
 #include "kernels/dtypes.cuh"
 #include "kernels/multi_tensor_apply.cuh"
+#include "kernels/vector_access.cuh"
 
 namespace zerotrain::kernels {
 namespace {
@@ -17,7 +18,23 @@ struct UnscaleFunctor {
     const float inv = *inv_scale;
     auto* x = static_cast<typename G::T*>(meta.addresses[0][c.slot]);
     bool finite = true;
-    for (Index i = c.begin + static_cast<Index>(threadIdx.x); i < c.end; i += static_cast<Index>(blockDim.x)) {
+    // Note [Vector loads where alignment allows] (vector_access.cuh).
+    Index scalar_begin = c.begin;
+    if (pack_aligned(x + c.begin)) {
+      scalar_begin = packs_end(c);
+      for (Index i = c.begin + static_cast<Index>(threadIdx.x) * kIlp; i < scalar_begin;
+           i += kIlp * static_cast<Index>(blockDim.x)) {
+        float f[kIlp];
+        load_pack<G>(x, i, f);
+#pragma unroll
+        for (int k = 0; k < kIlp; ++k) {
+          finite = finite && isfinite(f[k]);
+          f[k] *= inv;
+        }
+        store_pack<G>(x, i, f);
+      }
+    }
+    for (Index i = scalar_begin + static_cast<Index>(threadIdx.x); i < c.end; i += static_cast<Index>(blockDim.x)) {
       const float f = G::load(x, i);
       finite = finite && isfinite(f);
       G::store(x, i, f * inv);

@@ -1,7 +1,7 @@
 // The CUDA fused optimizer kernels (kernels/) through their at::Tensor glue:
 // against the fp64 references element by element on odd sizes, on lists of
 // many tensors that span several launches, the overflow flag, reproducible
-// norms, and the 64-bit index path. Compiled in every CUDA configuration;
+// norms, the vector and scalar paths, and the 64-bit index path. Compiled in every CUDA configuration;
 // skipped without a GPU.
 
 #include "optim/fused_reference.h"
@@ -107,6 +107,45 @@ TEST(FusedLambCuda, MatchesFp64OnOddSizes) {
                     what + " param");
       expect_bitwise_equal(t.param_copies[0], t.params[0].to(at::kBFloat16), what + " copy");
     }
+  }
+}
+
+// Note [Vector loads where alignment allows] (kernels/vector_access.cuh): the
+// same inputs through the vector path (whole allocations) and the scalar path
+// (every tensor one element into a larger buffer, so no pack is aligned) give
+// bitwise the same Adam step and the same unscale, for every gradient dtype,
+// over two chunks and a tail of 7. Catches a pack that reads or writes the
+// wrong elements (a pack stride of 1 instead of kIlp, a lost tail).
+TEST(FusedCuda, VectorAndScalarPathsAgreeBitwise) {
+  REQUIRE_GPU();
+  const int64_t n = 2 * 65536 + 7;
+  const optim::StepHyperParams h = test_hyper(WeightDecayMode::kDecoupled);
+  for (at::ScalarType gt : kGradTypes) {
+    const OptimInputs in = make_inputs(n, gt, 1024.0, 23);
+    auto place = [&](const at::Tensor& x, bool aligned) {
+      const at::Tensor g = gpu(x);
+      if (aligned) return g.clone();
+      at::Tensor view = at::empty({n + 1}, g.options()).narrow(0, 1, n);
+      view.copy_(g);
+      return view;
+    };
+    auto adam = [&](bool aligned) {
+      optim::AdamTensors t{{place(in.p, aligned)}, {place(in.g, aligned)}, {place(in.m, aligned)},
+                           {place(in.v, aligned)}, {place(at::zeros({n}, at::kBFloat16), aligned)}};
+      optim::fused_adam(t, h, 3, optim::StepControl::make(kCuda, 1.0 / 1024.0));
+      return t;
+    };
+    const optim::AdamTensors vec = adam(true), scalar = adam(false);
+    const std::string what = std::string("grad ") + c10::toString(gt);
+    expect_bitwise_equal(vec.params[0], scalar.params[0], what + " param");
+    expect_bitwise_equal(vec.exp_avg[0], scalar.exp_avg[0], what + " exp_avg");
+    expect_bitwise_equal(vec.exp_avg_sq[0], scalar.exp_avg_sq[0], what + " exp_avg_sq");
+    expect_bitwise_equal(vec.param_copies[0], scalar.param_copies[0], what + " copy");
+    EXPECT_FALSE(at::equal(vec.params[0].cpu(), in.p)) << "the step must change the parameters";
+    const at::Tensor ga = place(in.g, true), gu = place(in.g, false);
+    optim::unscale_({ga}, optim::StepControl::make(kCuda, 0.125));
+    optim::unscale_({gu}, optim::StepControl::make(kCuda, 0.125));
+    expect_bitwise_equal(ga, gu, what + " unscale");
   }
 }
 
