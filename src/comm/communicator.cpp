@@ -500,9 +500,14 @@ comm_detail::GroupFactory adopted_group_factory(c10d::ProcessGroup& group,
   comm_detail::BackendChoice choice;
   const std::string cpu = comm_detail::backend_name(group, c10::DeviceType::CPU);
   const std::string cuda = comm_detail::backend_name(group, c10::DeviceType::CUDA);
-  choice.gloo = cpu == "gloo" || cuda == "gloo";
+  // Gloo serves CPU tensors on every sibling, also when the adopted group is
+  // NCCL-only (torch.distributed's "nccl"): host values then stay on the host
+  // (Note [Host values travel on the host], gather_values.cpp). Gloo carries
+  // CUDA tensors where the adopted group has it do so (ranks sharing a GPU).
+  choice.gloo = true;
+  choice.gloo_cuda = cuda == "gloo";
   choice.nccl = cuda == "nccl";
-  choice.nccl_default = !choice.gloo;
+  choice.nccl_default = cpu != "gloo" && cuda != "gloo";
   comm_detail::BackendSetup setup;
   setup.rank = group.getRank();
   setup.world_size = group.getSize();

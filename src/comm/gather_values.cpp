@@ -2,8 +2,11 @@
 
 #include "comm/gather_values.h"
 
+#include "comm/backends.h"
+
 #include <ATen/ops/empty.h>
 #include <ATen/ops/tensor.h>
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 
 #include <algorithm>
 #include <cstring>
@@ -11,11 +14,24 @@
 namespace zerotrain::comm_detail {
 namespace {
 
+// Note [Host values travel on the host]
+// These values start and end on the host. Through a CUDA backend they would
+// cost a blocking copy to the device and a read back that waits for every
+// kernel queued before it: a host-device synchronisation in the middle of
+// stage 3's forward (every request round) and of the first backwards. So they
+// travel on the group's CPU backend (Gloo) whenever it has one, as every group
+// init_distributed and open_channel build does; `device` is the fallback for
+// a group that serves only CUDA tensors (torch.distributed's NCCL-only group,
+// adopted by the Python package).
+c10::Device values_device(Communicator& comm, c10::Device fallback) {
+  return backend_name(*comm.process_group(), c10::DeviceType::CPU).empty() ? fallback : c10::Device(c10::kCPU);
+}
+
 template <typename T>
 std::vector<T> gather(Communicator& comm, c10::Device device, const std::vector<T>& values) {
   const int64_t k = static_cast<int64_t>(values.size());
-  at::Tensor in =
-      at::tensor(values, at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value)).to(device);
+  at::Tensor in = at::tensor(values, at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value))
+                      .to(values_device(comm, device));
   at::Tensor out = at::empty({k * comm.world_size()}, in.options());
   comm.all_gather(out, in).wait();
   out = out.cpu();

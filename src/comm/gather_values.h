@@ -1,6 +1,8 @@
 #pragma once
 // A few host values from every rank, for bookkeeping collectives (checkpoint
-// agreement, progress reports). One all_gather on the engine's device.
+// agreement, progress reports, stage 3's request rounds). One all_gather, on
+// the host when the group has a CPU backend, else on `device` (Note [Host
+// values travel on the host], gather_values.cpp).
 
 #include <zerotrain/comm.h>
 
