@@ -75,19 +75,21 @@ void Engine::step() {
   TORCH_CHECK(s.core->grad_state() == zero::GradState::kReduced, "zerotrain: step() at the accumulation boundary (micro step ",
               p.counters.micro_steps, ") found the gradients ", zero::to_string(s.core->grad_state()),
               "; call backward() on every micro-batch before its step()");
+  s.resolve_pending_step();  // the previous step's, before its counts set this update
   const double scale = p.scaler.scale();
-  const double norm_sq = s.core->grad_norm_sq();
-  const bool finite = std::isfinite(norm_sq);
+  // Note [The step's scalars stay on the device]: the norm, the clipping
+  // coefficient and the kernels' control come from the device.
   const bool check_overflow = s.config.fp16().enabled || (s.config.bf16().enabled && s.config.bf16().check_grad_overflow);
-  const bool overflow = check_overflow && !finite;
-  p.grad_norm = finite ? std::sqrt(norm_sq) / scale : -1.0;  // DeepSpeed reports -1 for inf/nan
-  const precision::LossScaleUpdate scale_update = p.scaler.update(overflow, p.counters.global_steps + 1);
+  const precision::StepScalars scalars =
+      precision::step_scalars(s.core->grad_norm_sq(), scale, s.config.gradients().clipping, check_overflow);
+  p.grad_norm = scalars.grad_norm;
+  // Note [The overflow decision is read a step late] (progress.cpp): only a
+  // dynamic loss scale needs the decision before the next backward.
+  const bool decide_now = !check_overflow || p.scaler.is_dynamic();
+  const bool overflow = check_overflow && decide_now && scalars.grad_norm.read() < 0;  // -1: inf or nan
 
-  if (!scale_update.skip_step) {
-    // DeepSpeed: clip = max(1, (norm / scale + 1e-6) / max_norm), grad *= 1 / (clip * scale).
-    const double max_norm = s.config.gradients().clipping;
-    const double clip = max_norm > 0 ? std::max(1.0, (*p.grad_norm + 1e-6) / max_norm) : 1.0;
-    const optim::StepControl control = optim::StepControl::make(s.core->device(), 1.0 / (scale * clip));
+  if (!overflow) {
+    // Undecided, the update runs and the kernels obey the device flag.
     const auto& groups = s.core->groups();
     s.core->update(
         s.optimizer.kind,
@@ -95,22 +97,25 @@ void Engine::step() {
           const zero::OptimizerGroup& G = groups[static_cast<size_t>(g)];
           return p.hyper_params(G.lr, G.weight_decay);
         },
-        p.counters.applied_steps + 1, control);
+        p.counters.applied_steps + 1, scalars.control);
     s.telemetry->record_phase(Phase::kStep, start);
     const auto gather_start = std::chrono::steady_clock::now();
     s.core->gather_params();
     s.telemetry->record_phase(Phase::kAllGather, gather_start);
-    if (p.scheduler) p.scheduler->step();  // Note [Schedules follow DeepSpeed's step convention]
-    ++p.counters.applied_steps;
-    p.step_applied = true;
   } else {
-    ++p.counters.skipped_steps;
     s.telemetry->record_phase(Phase::kStep, start);
+  }
+  std::string message;
+  if (decide_now) {
+    message = p.account(overflow, p.counters.global_steps + 1, /*latest=*/true);
+  } else {
+    p.pending = detail::TrainingProgress::PendingStep{scalars.grad_norm, p.counters.global_steps + 1,
+                                                      p.counters.micro_steps};
   }
   s.core->zero_grads();
   ++p.counters.global_steps;
   s.telemetry->close_step_window(s.channels.stats());
-  s.report_step(scale_update.message);
+  s.report_step(message);
 }
 
 void Engine::zero_grad() {
@@ -135,16 +140,28 @@ std::shared_ptr<torch::nn::Module> Engine::module() const { return state_->model
 const Config& Engine::config() const { return state_->config; }
 int64_t Engine::global_steps() const { return state_->progress.counters.global_steps; }
 int64_t Engine::micro_steps() const { return state_->progress.counters.micro_steps; }
-int64_t Engine::skipped_steps() const { return state_->progress.counters.skipped_steps; }
-bool Engine::was_step_applied() const { return state_->progress.step_applied; }
+int64_t Engine::skipped_steps() const {
+  state_->resolve_pending_step();
+  return state_->progress.counters.skipped_steps;
+}
+bool Engine::was_step_applied() const {
+  state_->resolve_pending_step();
+  return state_->progress.step_applied;
+}
 double Engine::loss_scale() const { return state_->progress.scaler.scale(); }
-std::optional<double> Engine::global_grad_norm() const { return state_->progress.grad_norm; }
+std::optional<double> Engine::global_grad_norm() const {
+  const precision::DeviceScalar& norm = state_->progress.grad_norm;
+  return norm.defined() ? std::optional<double>(norm.read()) : std::nullopt;  // the user asks: one read
+}
 void Engine::write_events(const std::vector<MonitorEvent>& events) { state_->reporter->write_events(events); }
 void Engine::print_line(const std::string& line) { state_->reporter->print_line(line); }
 int Engine::rank() const { return state_->channels.reduce->rank(); }
 int Engine::world_size() const { return state_->channels.reduce->world_size(); }
 Communicator& Engine::communicator() const { return *state_->channels.reduce; }
-std::vector<double> Engine::lr() const { return state_->lr(); }
+std::vector<double> Engine::lr() const {
+  state_->resolve_pending_step();
+  return state_->lr();
+}
 ExecutionTrace Engine::execution_trace() const { return state_->core->trace(); }
 std::vector<int> Engine::reduce_order() const { return state_->core->reduce_order(); }
 
@@ -174,7 +191,14 @@ std::vector<double> EngineImpl::lr() const {
   return out;
 }
 
+void EngineImpl::resolve_pending_step() {
+  const std::string message = progress.resolve();
+  if (!message.empty()) reporter->print_line("[zerotrain] " + message);
+}
+
 void EngineImpl::report_step(const std::string& overflow_message) {
+  // A report that shows the counts reads a pending decision; others leave it.
+  if (reporter->shows_counts(progress.counters.global_steps)) resolve_pending_step();
   monitor::StepFacts f;
   f.step = progress.counters.global_steps;
   f.skipped = progress.counters.skipped_steps;

@@ -29,6 +29,7 @@ std::string Engine::save_checkpoint(const std::string& dir, const std::string& t
                                     const SaveCheckpointOptions& options) {
   detail::EngineImpl& s = *state_;
   check_between_steps(s, "save_checkpoint()");
+  s.resolve_pending_step();  // the counts a checkpoint keeps
   return ckpt::save_checkpoint(parts(s), s.progress.save(), dir, tag, options);
 }
 

@@ -62,6 +62,9 @@ class EngineImpl {
 
   /// Hands the step's facts to the reporter; its collectives stay out of the step's comm stats.
   void report_step(const std::string& overflow_message);
+  /// Applies a step's overflow decision still on the device, printing the
+  /// loss scaler's message (Note [The overflow decision is read a step late]).
+  void resolve_pending_step();
   std::vector<double> lr() const;
 
   Config config;

@@ -10,9 +10,11 @@
 #include "optim/lr_schedule.h"
 #include "optim/reference_step.h"
 #include "precision/loss_scaler.h"
+#include "precision/step_scalars.h"
 
 #include <cstdint>
 #include <optional>
+#include <string>
 
 namespace zerotrain::detail {
 
@@ -42,13 +44,32 @@ class TrainingProgress {
   void restore(const ckpt::EngineCounters& saved, std::optional<int64_t> saved_gas, at::ScalarType saved_dtype,
                bool with_optimizer_steps, bool with_scheduler);
 
+  /// The bookkeeping of one optimizer step once its overflow decision is
+  /// known: the loss scaler's update, then, for an applied step, the schedule
+  /// and Adam's step count, or the skipped count. Returns the scaler's message.
+  /// `latest`: the step is that of the last step() call (step_applied follows it).
+  std::string account(bool overflow, int64_t step, bool latest);
+  /// Note [The overflow decision is read a step late]: applies `pending`
+  /// (reading its norm on the host) if there is one; its message or "".
+  std::string resolve();
+
+  /// A step whose update ran with its overflow flag on the device and whose
+  /// counting waits for the host to read that decision.
+  struct PendingStep {
+    precision::DeviceScalar grad_norm;  // -1: overflow
+    int64_t step = 0;                   // global step, for the message
+    int64_t micro_steps = 0;            // counters.micro_steps after its step()
+  };
+
   StepCounters counters;
+  std::optional<PendingStep> pending;
   precision::LossScaler scaler;
   std::optional<optim::LrScheduler> scheduler;
   bool step_applied = false;
   /// backward() ran for the current micro step (one per step(); Engine::backward).
   bool backward_done = false;
-  std::optional<double> grad_norm;
+  /// The last step's ||g|| (-1 for inf/nan), still on the device until read.
+  precision::DeviceScalar grad_norm;
 
  private:
   OptimizerConfig optimizer_;

@@ -57,6 +57,10 @@ bool Reporter::is_print_step(int64_t step) const {
   return every && *every > 0 && step % *every == 0;
 }
 
+bool Reporter::shows_counts(int64_t step) const {
+  return is_print_step(step) || (facts_.rank == 0 && (bar_ || monitors_.enabled()));
+}
+
 void Reporter::print_line(const std::string& line) {
   if (facts_.rank != 0) return;
   if (progress_.sink) {
@@ -115,7 +119,7 @@ void Reporter::print_interval(const StepFacts& step, Communicator& comm, Clock::
   r.memory_kind = peak_memory_kind(facts_.device);
   r.lr = step.lr;
   if (facts_.report_loss_scale) r.loss_scale = step.loss_scale;
-  r.grad_norm = step.grad_norm;
+  if (step.grad_norm.defined()) r.grad_norm = step.grad_norm.read();
   r.skipped = step.skipped;
   r.samples_per_sec = seconds > 0 ? static_cast<double>(steps * facts_.train_batch_size) / seconds : 0;
   r.tokens_per_sec = r.samples_per_sec * static_cast<double>(progress_.tokens_per_sample);
@@ -137,7 +141,7 @@ std::vector<MonitorEvent> Reporter::step_events(const StepFacts& step, std::opti
   if (loss) e.push_back({"Train/Samples/train_loss", *loss, samples});
   if (!step.lr.empty()) e.push_back({"Train/Samples/lr", step.lr.front(), samples});
   if (facts_.report_loss_scale) e.push_back({"Train/Samples/loss_scale", step.loss_scale, samples});
-  if (step.grad_norm) e.push_back({"Train/Samples/grad_norm", *step.grad_norm, samples});
+  if (step.grad_norm.defined()) e.push_back({"Train/Samples/grad_norm", step.grad_norm.read(), samples});
   if (steps_this_run_ > 1 && step_s > 0) {  // the first step's time includes start-up
     const double rate = static_cast<double>(facts_.train_batch_size) / step_s;
     e.push_back({"Train/Samples/samples_per_sec", rate, samples});

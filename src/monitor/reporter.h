@@ -10,6 +10,7 @@
 #include <zerotrain/monitor.h>
 
 #include "monitor/monitors.h"
+#include "precision/step_scalars.h"
 
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
@@ -38,7 +39,8 @@ struct StepFacts {
   int64_t skipped = 0;
   std::vector<double> lr;  // for the next step, per group
   double loss_scale = 1;
-  std::optional<double> grad_norm;
+  /// Read only for a report or an event that shows it (it may live on a GPU).
+  precision::DeviceScalar grad_norm;
   PhaseTimes times;  // cumulative
   std::string overflow_message;
 };
@@ -53,6 +55,9 @@ class Reporter {
   /// One micro-batch's loss / gradient_accumulation_steps, still on the
   /// device: it is read back only when a report needs it.
   void add_loss(const at::Tensor& loss);
+  /// Whether after_step() of global step `step` shows the skipped count, the
+  /// lr or the norm (a print step, or per-step monitors or bar on rank 0).
+  bool shows_counts(int64_t step) const;
   /// After every optimizer step, on every rank. A collective on print steps.
   void after_step(const StepFacts& step, Communicator& comm);
   /// The step counter jumped (a checkpoint was loaded): rates restart.

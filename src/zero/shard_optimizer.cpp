@@ -16,14 +16,14 @@
 
 namespace zerotrain::zero {
 
-double global_grad_norm_sq(const OwnedState& owned, const ModelLayout& layout, Communicator& comm) {
+at::Tensor global_grad_norm_sq(const OwnedState& owned, const ModelLayout& layout, Communicator& comm) {
   RECORD_FUNCTION("zerotrain::grad_norm", std::vector<c10::IValue>());
   std::vector<at::Tensor> grads;
   for (size_t u = 0; u < layout.units().size(); ++u) grads.push_back(owned.owned_grads(static_cast<int>(u)));
   TORCH_INTERNAL_ASSERT(!grads.empty());
   at::Tensor sum = optim::multi_tensor_sum_squares(grads).sum().reshape({1});
-  if (layout.sharded()) comm.all_reduce(sum, ReduceOp::kSum).wait();
-  return sum.item<double>();
+  if (layout.sharded()) comm.all_reduce(sum, ReduceOp::kSum).wait();  // NCCL: waits on the stream, not the host
+  return sum;
 }
 
 namespace {

@@ -11,11 +11,12 @@
 // not overflow (each square is below 1.2e77), so it is finite exactly when
 // every rank's gradients are: one fp64 all-reduce gives both the norm and the
 // overflow decision. When nothing is sharded (stage 0) every rank already holds
-// the whole reduced gradient and no reduction is needed. The host reads this
-// one scalar per step; it is the only synchronisation in the step, and the
-// loss scaler and the schedule need the decision on the host anyway. The
-// update kernels themselves take the scale and the flag on the device (Note
-// [Loss scaling stays on the device] in optim/fused_optimizer.h).
+// the whole reduced gradient and no reduction is needed. The result stays on
+// the device: the clipping coefficient and the kernels' inverse scale are
+// derived from it there (Note [The step's scalars stay on the device] in
+// precision/step_scalars.h), and the update kernels take the scale and the
+// flag on the device (Note [Loss scaling stays on the device] in
+// optim/fused_optimizer.h).
 
 #include <zerotrain/comm.h>
 #include <zerotrain/config.h>
@@ -42,9 +43,10 @@ struct OptimizerGroup {
 };
 
 /// The squared L2 norm of every unit's reduced gradients over all ranks, in
-/// fp64, as the gradients are (still multiplied by the loss scale). inf or nan
-/// when any gradient is. `comm` reduces it when the owned parts are shards.
-double global_grad_norm_sq(const OwnedState& owned, const ModelLayout& layout, Communicator& comm);
+/// fp64, as the gradients are (still multiplied by the loss scale): one element
+/// on the gradients' device, not read by the host. inf or nan when any
+/// gradient is. `comm` reduces it when the owned parts are shards.
+at::Tensor global_grad_norm_sq(const OwnedState& owned, const ModelLayout& layout, Communicator& comm);
 
 /// One update of every group's owned elements with the fused kernels
 /// (optim/fused_optimizer.h): gradients are multiplied by control.inv_scale

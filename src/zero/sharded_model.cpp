@@ -258,7 +258,7 @@ void ShardedModel::settle_stage3_orders() {
 
 // ---- Step --------------------------------------------------------------------
 
-double ShardedModel::grad_norm_sq() { return global_grad_norm_sq(*owned_, layout_, reduce_comm_); }
+at::Tensor ShardedModel::grad_norm_sq() { return global_grad_norm_sq(*owned_, layout_, reduce_comm_); }
 
 void ShardedModel::update(OptimizerKind kind, const std::function<optim::StepHyperParams(int)>& hyper,
                           int64_t step, const optim::StepControl& control) {

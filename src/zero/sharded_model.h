@@ -85,8 +85,9 @@ class ShardedModel final : public UnitTriggers {
   GradState grad_state() const noexcept { return reducer_->state(); }
 
   // ---- Step ----
-  /// Note [One reduction for the norm and the overflow flag].
-  double grad_norm_sq();
+  /// Note [One reduction for the norm and the overflow flag]: one fp64
+  /// element on the model's device.
+  at::Tensor grad_norm_sq();
   void update(OptimizerKind kind, const std::function<optim::StepHyperParams(int group)>& hyper, int64_t step,
               const optim::StepControl& control);
   /// Stages 1-2: every unit's parameters from the owners' shards. Stage 3:

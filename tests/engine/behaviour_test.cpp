@@ -181,6 +181,48 @@ ZT_WORKER(engine_overflow_bf16_parity) {
   return checks.exit_code();
 }
 
+// Note [The overflow decision is read a step late]: bf16 with
+// check_grad_overflow (the default) leaves each step's decision pending until
+// the next step or a query. Steps 2 and 5 overflow (inf in the loss) under a
+// WarmupLR schedule and Adam's bias correction. The run that queries nothing
+// between steps must end with bitwise the weights, moments-driven updates, lr
+// and counts of the run that asks was_step_applied() after every step (which
+// reads each decision at once), and with DeepSpeed's counts: 2 skipped, the
+// schedule advanced by the 6 applied steps only. Catches a pending decision
+// dropped or applied twice (Adam's step count and the lr run ahead or behind),
+// and was_step_applied() answering for an older step.
+TEST(EngineOverflow, Bf16DecisionReadAStepLateCountsAsIfReadAtOnce) {
+  const int steps = 8;
+  const std::vector<int> skip{2, 5};
+  const Config config = test_config(1, "bf16", kMicro, 2, 0.5, [](nlohmann::json& j) {
+    j["scheduler"] = {{"type", "WarmupLR"}, {"params", {{"warmup_num_steps", 100}, {"warmup_type", "linear"}}}};
+  });
+  ASSERT_TRUE(config.bf16().check_grad_overflow);
+  auto train = [&](bool query_each_step) {
+    auto model = make_model(ModelKind::kMlp);
+    const Data data = make_data(*model, steps, kMicro * 2);
+    Engine e = make_engine(model, config, one_rank_communicator());
+    for (int s = 0; s < steps; ++s) {
+      const bool overflow = std::find(skip.begin(), skip.end(), s) != skip.end();
+      engine_step(e, *model, data, s, kMicro, overflow ? std::numeric_limits<double>::infinity() : 1.0);
+      if (query_each_step) {
+        EXPECT_EQ(e.was_step_applied(), !overflow) << "step " << s;
+      }
+    }
+    EXPECT_EQ(e.skipped_steps(), 2);
+    EXPECT_EQ(e.global_steps(), steps);
+    EXPECT_TRUE(e.was_step_applied()) << "the last step applied";
+    // WarmupLR after 6 applied steps sits at t = 5 (Note [Schedules follow DeepSpeed's step convention]).
+    EXPECT_DOUBLE_EQ(e.lr()[0], config.optimizer()->lr * 5 / 100.0);
+    std::vector<at::Tensor> weights;
+    for (const auto& p : model->parameters()) weights.push_back(p.detach().clone());
+    return weights;
+  };
+  const std::vector<at::Tensor> lazy = train(false), eager = train(true);
+  ASSERT_EQ(lazy.size(), eager.size());
+  for (size_t i = 0; i < lazy.size(); ++i) EXPECT_TRUE(at::equal(lazy[i], eager[i])) << "parameter " << i;
+}
+
 // ---- prescale_gradients ----------------------------------------------------------
 
 struct Weights : torch::nn::Module {

@@ -135,7 +135,7 @@ TEST(Core, TrainsPlainTensorsWithoutAModule) {
   for (int s = 0; s < 3; ++s) {
     const at::Tensor x = torch::randn({4, 16});
     forward_backward(*core, core, x);
-    const double norm = std::sqrt(core->grad_norm_sq());
+    const double norm = std::sqrt(core->grad_norm_sq().item<double>());
     core->update(OptimizerKind::kAdamW,
                  [](int) {
                    optim::StepHyperParams h;

@@ -9,6 +9,11 @@
 
 #include <gtest/gtest.h>
 
+#if defined(ZEROTRAIN_WITH_CUDA)
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/util/Exception.h>
+#endif
+
 namespace zerotrain::testing {
 namespace {
 
@@ -98,6 +103,88 @@ TEST(EngineCuda, CheckpointRestoresTheCudaRng) {
   EXPECT_TRUE(at::equal(plain[0], ckpt[0]));
   EXPECT_TRUE(at::equal(plain[1], ckpt[1]));
 }
+
+#if defined(ZEROTRAIN_WITH_CUDA)
+// Counts the host-device synchronisations c10 reports in its sync debug mode
+// (a warning at every synchronising CUDA call: a blocking copy, .item(), a
+// stream or device synchronize).
+class SyncCounter : public c10::WarningHandler {
+ public:
+  SyncCounter() : guard_(this) { c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_WARN); }
+  ~SyncCounter() override { c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_DISABLED); }
+  SyncCounter(const SyncCounter&) = delete;
+  SyncCounter& operator=(const SyncCounter&) = delete;
+  void process(const c10::Warning& w) override {
+    if (w.msg().find("synchronizing CUDA operation") != std::string::npos) ++count;
+  }
+  int count = 0;
+
+ private:
+  c10::WarningUtils::WarningHandlerGuard guard_;
+};
+
+// Note [The step's scalars stay on the device] and Note [The overflow
+// decision is read a step late]: whole training steps (forward, accumulated
+// backwards, step) make no synchronising CUDA call that c10 reports (a
+// blocking copy, .item(), a stream or device synchronize), in fp32, in bf16
+// with and without check_grad_overflow, at stages 2 and 3, and in fp16. The
+// norm and the overflow decision reach the host through pinned memory behind
+// an event: a dynamic fp16 scale waits for that event each step (not counted
+// here), the others a step late. Catches the norm read with .item() in the
+// step (the engine before the notes: one sync per step in every dtype) and
+// stage 3's request rounds on the GPU (two per round).
+TEST(EngineCuda, StepMakesNoHostSync) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  auto comm = one_rank_communicator("nccl");
+  struct Case {
+    int stage;
+    const char* dtype;
+    bool check_overflow;
+  };
+  for (const Case& c : {Case{2, "bf16", true}, Case{2, "bf16", false}, Case{3, "bf16", true}, Case{2, "fp32", false},
+                        Case{2, "fp16", true}}) {
+    SCOPED_TRACE(std::string("stage ") + std::to_string(c.stage) + " " + c.dtype +
+                 (c.check_overflow ? " checked" : ""));
+    const int64_t gas = 2;
+    const Config config = test_config(c.stage, c.dtype, kMicro, gas, 0.5, [&](nlohmann::json& j) {
+      j["steps_per_print"] = 1000;  // the report line reads values: not in the counted steps
+      j["wall_clock_breakdown"] = false;
+      if (std::string(c.dtype) == "bf16") j["bf16"]["check_grad_overflow"] = c.check_overflow;
+    });
+    auto model = make_model(ModelKind::kMarkedOddMlp);
+    model->to(torch::kCUDA);
+    const at::ScalarType dt = model_dtype(config);
+    const int steps = 5, warm_up = 2;  // the first steps check orders across ranks (host reads)
+    Data data = make_data(*model, steps, kMicro * gas);
+    for (auto& x : data.x) x = x.to(torch::kCUDA, dt);  // blocking copies, before the count
+    for (auto& y : data.y) y = y.to(torch::kCUDA);
+    InitOptions o;
+    o.communicator = comm;
+    Engine e = initialize(model, config, o);
+    auto run = [&](int step) {
+      for (int64_t k = 0; k < gas; ++k) {
+        at::Tensor loss = torch::mse_loss(model->forward(rows(data.x[step], 0, 1, kMicro, static_cast<int>(k)))
+                                              .to(at::kFloat),
+                                          rows(data.y[step], 0, 1, kMicro, static_cast<int>(k)));
+        e.backward(loss);
+        e.step();
+      }
+    };
+    for (int s = 0; s < warm_up; ++s) run(s);
+    int step_syncs = 0;
+    {
+      SyncCounter counter;
+      for (int s = warm_up; s < steps; ++s) run(s);
+      step_syncs = counter.count;
+      ASSERT_TRUE(e.global_grad_norm().has_value());
+      EXPECT_GT(*e.global_grad_norm(), 0.0);
+      EXPECT_EQ(counter.count, step_syncs) << "the norm is read through pinned memory";
+    }
+    EXPECT_EQ(step_syncs, 0);
+    EXPECT_EQ(e.skipped_steps(), 0);
+  }
+}
+#endif
 
 }  // namespace
 }  // namespace zerotrain::testing
