@@ -11,6 +11,7 @@
 #include <ATen/ops/empty.h>
 #include <ATen/record_function.h>
 #include <c10/core/GradMode.h>
+#include <c10/core/StreamGuard.h>
 #include <c10/util/Exception.h>
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/function_hook.h>
@@ -158,6 +159,7 @@ void GradReducer::begin_backward(bool reduce, bool boundary) {
   TORCH_INTERNAL_ASSERT(in_flight_.empty());
   reducing_ = reduce;
   boundary_ = boundary;
+  stream_.begin(units_.front().flat_params().device());  // Note [Reductions run on the backward's stream]
   next_launch_ = 0;
   done_order_.clear();
   std::fill(param_ready_.begin(), param_ready_.end(), 0);
@@ -169,6 +171,7 @@ void GradReducer::begin_backward(bool reduce, bool boundary) {
 
 void GradReducer::on_grad_ready(int param) {
   std::lock_guard<std::mutex> lock(mutex_);
+  stream_.after_gradient();  // a gradient made on another stream is waited for
   const ParamPlace& place = layout_.place(param);
   FlatUnit& unit = units_[static_cast<size_t>(place.unit)];
   if (unit.has_full_grads()) {
@@ -244,6 +247,7 @@ at::Tensor GradReducer::pack(int unit, int bucket) {
 
 void GradReducer::launch(int unit) {
   RECORD_FUNCTION("zerotrain::reduce_unit", std::vector<c10::IValue>());
+  const c10::OptionalStreamGuard on_stream(stream_.stream());  // Note [Reductions run on the backward's stream]
   int bucket = -1;
   if (!buckets_.empty()) {
     bucket = static_cast<int>(next_launch_ % buckets_.size());
@@ -271,6 +275,7 @@ void GradReducer::launch(int unit) {
 }
 
 void GradReducer::retire_front() {
+  const c10::OptionalStreamGuard on_stream(stream_.stream());  // Note [Reductions run on the backward's stream]
   InFlight f = std::move(in_flight_.front());
   in_flight_.pop_front();
   f.handle.wait();
@@ -343,6 +348,7 @@ void GradReducer::end_backward(const std::function<void()>& before_retire) {
     for (size_t p = 0; p < param_ready_.size(); ++p)
       if (!param_ready_[p]) unused.push_back(param_names_[p]);
     while (!in_flight_.empty()) retire_front();
+    stream_.join_caller();  // step() reads the reduced gradients on the caller's stream
     for (size_t u = 0; u < units_.size(); ++u)
       TORCH_INTERNAL_ASSERT(unit_grads_[u] == UnitGrads::kRetired, "unit '", units_[u].name(),
                             "' not reduced at the end of backward: ", to_string(unit_grads_[u]));

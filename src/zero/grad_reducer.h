@@ -50,6 +50,7 @@
 
 #include "zero/flat_unit.h"
 #include "zero/owned_state.h"
+#include "zero/reduce_stream.h"
 
 #include <ATen/core/Tensor.h>
 
@@ -160,6 +161,7 @@ class GradReducer {
   std::function<void(int)> unit_done_;
   std::vector<std::function<void()>> remove_hooks_;
 
+  ReduceStream stream_;             // Note [Reductions run on the backward's stream]
   std::vector<int> order_;          // the launch order
   std::vector<at::Tensor> buckets_;  // empty when every unit reduces in place
   bool order_settled_ = false;
