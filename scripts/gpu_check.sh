@@ -82,6 +82,26 @@ step "stage 3 bf16 (e2e stage3)" 120 "$build/benchmarks/e2e_bench" stage3 --devi
 step "train_gpt stage 3 + offload + AC" 90 "$build/examples/train_gpt/train_gpt" --device cuda --bar off \
   --config "$root/configs/zero3_offload_checkpointing_gpt.json" --checkpoint-activations on --steps 40 --data "$data"
 
+# The Python package on the GPU: built against this build (as
+# tests/python/install_and_pytest.sh does), then DeepSpeed-style training
+# against DDP + torch.optim.AdamW on CUDA, at N = 1 (NCCL) and, on a one-GPU
+# machine, N = 2 sharing it through Gloo. A bundle carries no extension (it
+# would be built for this machine's Python, not the GPU machine's).
+if [[ -z "${bundle:-}" ]]; then
+  parity="$root/python/tests/workers/parity_worker.py"
+  step "python package builds" 300 bash -c 'cmake --install "$1" --prefix "$1/python-prefix" >/dev/null &&
+    "$2" -m pip install -q --no-build-isolation --no-deps "$3/python" \
+      -Ccmake.define.CMAKE_PREFIX_PATH="$1/python-prefix" -Cbuild-dir="$1/python-build"' _ "$build" "$python" "$root"
+  step "python parity on CUDA (N=1)" 120 "$python" -m torch.distributed.run --standalone --nproc-per-node=1 \
+    "$parity" --device cuda
+  if [[ "$(nvidia-smi -L 2>/dev/null | wc -l)" == 1 ]]; then
+    step "python parity, 2 ranks 1 GPU (gloo)" 150 "$python" -m torch.distributed.run --standalone \
+      --nproc-per-node=2 "$parity" --device cuda --backend gloo
+  fi
+else
+  summary+=("$(printf '%-34s %s' "python package on CUDA" "NOT RUN (bundle: build it on the GPU machine)")")
+fi
+
 # Memory errors and races in the kernels (the >2 Gi-element case is left out: too slow under the tool).
 if command -v compute-sanitizer >/dev/null; then
   step "compute-sanitizer memcheck" 120 compute-sanitizer --tool memcheck --error-exitcode 3 \

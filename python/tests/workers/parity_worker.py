@@ -2,10 +2,14 @@
 with torch.optim.AdamW on the same data, clipping and gradient accumulation on.
 Each rank checks every parameter elementwise and exits non-zero on a mismatch.
 
-    torchrun --nproc-per-node=2 parity_worker.py [--inject NAME]
+    torchrun --nproc-per-node=2 parity_worker.py [--inject NAME] [--device cuda] [--backend gloo]
+
+On a GPU (scripts/gpu_check.sh) the model and data live on cuda:LOCAL_RANK
+mod the device count; with --backend gloo two ranks may share one GPU.
 """
 
 import argparse
+import os
 import sys
 
 import torch
@@ -47,15 +51,18 @@ def make_net():
     return Net()
 
 
+DEVICE = torch.device("cpu")
+
+
 def data(step, micro, rank, world):
     g = torch.Generator().manual_seed(1000 * step + micro)
     x = torch.randn(MICRO * world, 7, generator=g)
     y = torch.randn(MICRO * world, 5, generator=g)
-    return x[rank * MICRO:(rank + 1) * MICRO], y[rank * MICRO:(rank + 1) * MICRO]
+    return x[rank * MICRO:(rank + 1) * MICRO].to(DEVICE), y[rank * MICRO:(rank + 1) * MICRO].to(DEVICE)
 
 
 def reference(rank, world):
-    net = make_net()
+    net = make_net().to(DEVICE)
     ddp = nn.parallel.DistributedDataParallel(net)
     opt = torch.optim.AdamW(net.parameters(), lr=LR, betas=(0.9, 0.999), eps=1e-8, weight_decay=WD)
     clipped = 0
@@ -71,11 +78,11 @@ def reference(rank, world):
         clipped += int(norm > CLIP)
         opt.step()
         opt.zero_grad()
-    return {n: p.detach().clone() for n, p in net.named_parameters()}, clipped
+    return {n: p.detach().clone().cpu() for n, p in net.named_parameters()}, clipped
 
 
 def zerotrain_run(stage, rank, world, inject):
-    net = make_net()
+    net = make_net().to(DEVICE)
     cfg = {"train_micro_batch_size_per_gpu": MICRO, "gradient_accumulation_steps": GAS, "gradient_clipping": CLIP,
            "optimizer": {"type": "AdamW", "params": {"lr": LR, "betas": [0.9, 0.999], "eps": 1e-8,
                                                      "weight_decay": WD}},
@@ -92,7 +99,7 @@ def zerotrain_run(stage, rank, world, inject):
                 loss = loss * world
             engine.backward(loss)
             engine.step()
-    state = engine.module_state_dict()
+    state = {n: t.cpu() for n, t in engine.module_state_dict().items()}
     engine.destroy()
     return state, units
 
@@ -101,8 +108,14 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--inject", default="")
     p.add_argument("--stages", default="0,1,2,3")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--backend", default=None, help="torch.distributed backend (default: the accelerator's)")
     a = p.parse_args()
-    zerotrain.init_distributed()
+    global DEVICE
+    if a.device == "cuda":
+        DEVICE = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+        torch.cuda.set_device(DEVICE)
+    zerotrain.init_distributed(dist_backend=a.backend)
     rank, world = dist.get_rank(), dist.get_world_size()
     want, clipped = reference(rank, world)
     assert 0 < clipped < STEPS, f"clipping must be active on some steps and not others ({clipped} of {STEPS})"
