@@ -38,6 +38,38 @@ std::string name(const CudaCase& c) {
          (c.offload_optimizer ? " +offload_optimizer" : "") + (c.offload_param ? " +offload_param" : "");
 }
 
+/// kMarkedOddMlp on the GPU trained `steps` steps by an engine with
+/// `config` on `comm`, and the same model trained by the reference
+/// (LibTorch's AdamW on the CPU, fp32) on the same global batches.
+struct TrainedPair {
+  std::shared_ptr<TestModel> model;
+  Engine engine;
+  std::shared_ptr<TestModel> ref;
+  std::vector<double> ref_norms;  // pre-clip, per step
+};
+
+TrainedPair train_pair(const Config& config, std::shared_ptr<Communicator> comm, int steps) {
+  auto model = make_model(ModelKind::kMarkedOddMlp);
+  model->to(torch::kCUDA);
+  const Data data = make_data(*model, steps, config.batch().train_batch_size);
+  InitOptions o;
+  o.communicator = std::move(comm);
+  Engine e = initialize(model, config, o);
+  for (int s = 0; s < steps; ++s) engine_step(e, *model, data, s, config.batch().micro_batch_per_gpu);
+  auto ref = make_model(ModelKind::kMarkedOddMlp);
+  std::vector<double> norms = reference_train(*ref, config, data, steps);
+  return {model, std::move(e), ref, std::move(norms)};
+}
+
+/// The engine's full weights as fp32 on the CPU (stage 3 holds them only
+/// inside a gather).
+std::map<std::string, at::Tensor> full_weights(TrainedPair& t) {
+  std::map<std::string, at::Tensor> got;
+  GatheredParameters full = t.engine.gathered_parameters();
+  for (const auto& item : t.model->named_parameters()) got[item.key()] = item.value().detach().cpu().to(at::kFloat);
+  return got;
+}
+
 // Against LibTorch's AdamW on the CPU in fp32 over the full batch, with two
 // micro-batches accumulated and clipping at 0.5 (the pre-clip norm is above
 // it). Catches a missing 1/GAS: injected once into the engine and run on an
@@ -55,27 +87,15 @@ TEST(EngineCuda, Stage3AndOffloadOneRankMatchLibTorchAdamW) {
       if (c.offload_optimizer) j["zero_optimization"]["offload_optimizer"] = {{"device", "cpu"}, {"pin_memory", true}};
       if (c.offload_param) j["zero_optimization"]["offload_param"] = {{"device", "cpu"}, {"pin_memory", true}};
     });
-    auto model = make_model(ModelKind::kMarkedOddMlp);
-    model->to(torch::kCUDA);
-    const Data data = make_data(*model, steps, kMicro * gas);
-    InitOptions o;
-    o.communicator = comm;
-    Engine e = initialize(model, config, o);
-    for (int s = 0; s < steps; ++s) engine_step(e, *model, data, s, kMicro);
-    auto ref = make_model(ModelKind::kMarkedOddMlp);
-    const std::vector<double> norms = reference_train(*ref, config, data, steps);
-    ASSERT_GT(norms.front(), 0.5) << "clipping must be active";
+    TrainedPair t = train_pair(config, comm, steps);
+    ASSERT_GT(t.ref_norms.front(), 0.5) << "clipping must be active";
     const bool fp32 = std::string(c.dtype) == "fp32";
     const double rtol = fp32 ? 1e-5 : 1.0 / 128;
     const double atol = fp32 ? 1e-6 : 0.25 * steps * config.optimizer()->lr;
-    // Stage 3 holds the full weights only inside a gather.
-    std::map<std::string, at::Tensor> got;
-    {
-      GatheredParameters full = e.gathered_parameters();
-      for (const auto& item : model->named_parameters()) got[item.key()] = item.value().detach().cpu().to(at::kFloat);
-    }
-    for (const auto& item : ref->named_parameters())
+    const std::map<std::string, at::Tensor> got = full_weights(t);
+    for (const auto& item : t.ref->named_parameters())
       EXPECT_TRUE(at::allclose(got.at(item.key()), item.value(), rtol, atol)) << item.key();
+    Engine& e = t.engine;
     EXPECT_EQ(e.skipped_steps(), 0);
     if (c.offload_optimizer) {
       EXPECT_GT(e.memory_report().host, 0);
@@ -96,28 +116,16 @@ ZT_WORKER(engine_cuda_gloo_shared_gpu) {
   d.backend = "gloo";
   auto comm = init_distributed(d);
   RankChecks checks(comm->rank());
-  const int n = comm->world_size(), steps = 6;
+  const int steps = 6;
   const int64_t gas = 2;
   for (int stage : {2, 3}) {
     const Config config = test_config(stage, "bf16", kMicro, gas, 0.5, [](nlohmann::json& j) {
       j["zero_optimization"]["overlap_comm"] = true;
     });
-    auto model = make_model(ModelKind::kMarkedOddMlp);
-    model->to(torch::kCUDA);
-    const Data data = make_data(*model, steps, kMicro * gas * n);
-    InitOptions o;
-    o.communicator = comm;
-    Engine e = initialize(model, config, o);
-    for (int s = 0; s < steps; ++s) engine_step(e, *model, data, s, kMicro);
-    auto ref = make_model(ModelKind::kMarkedOddMlp);
-    const std::vector<double> norms = reference_train(*ref, config, data, steps);
-    checks.require(norms.front() > 0.5, "clipping must be active");
-    std::map<std::string, at::Tensor> got;
-    {
-      GatheredParameters full = e.gathered_parameters();
-      for (const auto& item : model->named_parameters()) got[item.key()] = item.value().detach().cpu().to(at::kFloat);
-    }
-    for (const auto& item : ref->named_parameters())
+    TrainedPair t = train_pair(config, comm, steps);
+    checks.require(t.ref_norms.front() > 0.5, "clipping must be active");
+    const std::map<std::string, at::Tensor> got = full_weights(t);
+    for (const auto& item : t.ref->named_parameters())
       checks.elementwise(got.at(item.key()), item.value(), 1.0 / 128, 0.25 * steps * config.optimizer()->lr,
                          "stage " + std::to_string(stage) + " " + item.key());
   }
