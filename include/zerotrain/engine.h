@@ -223,6 +223,10 @@ class Engine {
   const Config& config() const;
   int64_t global_steps() const;
   int64_t micro_steps() const;
+  /// Boundaries whose update was skipped for an inf or nan gradient. With a
+  /// static loss scale the last step's decision is read from the device when
+  /// this (or was_step_applied(), lr()) asks for it (docs/architecture.md,
+  /// "The step").
   int64_t skipped_steps() const;
   /// Whether the last step() call updated the parameters.
   bool was_step_applied() const;
@@ -231,6 +235,7 @@ class Engine {
   double loss_scale() const;
   /// The unscaled global L2 norm of the last boundary's gradients (before
   /// clipping); -1 when it was inf or nan; empty before the first boundary.
+  /// On a GPU the first call after a step waits for that step's norm.
   std::optional<double> global_grad_norm() const;
   int rank() const;
   int world_size() const;
