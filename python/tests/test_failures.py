@@ -8,6 +8,7 @@ interrupted."""
 
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -121,7 +122,9 @@ def test_a_rank_killed_in_any_phase_is_a_python_exception_and_latest_resumes_exa
                 continue
             print(f"{phase} step {step} +{delay_us} us: rank {r} rc {rc} after {at - dead_at:.2f} s: "
                   f"{text.strip().splitlines()[-1] if text.strip() else ''}")
-            assert rc == 1 and f"missing ranks [{victim}]" in text, text[-3000:]
+            # Note [Naming the missing ranks]: the dead rank first; a fellow survivor that already
+            # left (its failure on the other channel) may follow it, as the C++ harness accepts.
+            assert rc == 1 and re.search(rf"missing ranks \[{victim}[,\]]", text), text[-3000:]
             assert at - dead_at <= 3 + 5
         for rc, text, _ in _run_ranks(dir_):
             assert rc == 0, text[-3000:]
