@@ -9,9 +9,6 @@
 #include <c10/util/Exception.h>
 #include <torch/nn/module.h>
 
-#include <algorithm>
-#include <cmath>
-
 namespace zerotrain {
 
 using detail::EngineImpl;
